@@ -1,0 +1,3 @@
+//! MVCC state machine on RocksDB.
+pub mod types;
+pub use types::*;

@@ -1,0 +1,1 @@
+//! etcd wire types (generated).
