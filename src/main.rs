@@ -1,1 +1,77 @@
-fn main() {}
+//! `skiff`: the one binary. Each mode is a subcommand; see README.md.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "skiff", version, about = "Kubernetes rebuilt in Rust around an etcd-compatible Raft store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an etcd v3 compatible store member (takes etcd's flags and ETCD_* variables).
+    Store(Box<skiff_store::config::StoreArgs>),
+    /// Snapshot tools.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Restore a member's data directory from a snapshot taken with `etcdctl snapshot save`
+    /// against a skiff store.
+    Restore {
+        /// The snapshot file.
+        file: PathBuf,
+        /// The data directory to create (must not exist).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Check a snapshot file's integrity.
+    Verify { file: PathBuf },
+}
+
+fn init_tracing(level: &str) {
+    let level = match level {
+        "panic" | "fatal" | "dpanic" => "error",
+        other => other,
+    };
+    let filter = EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| EnvFilter::new(format!("{level},raft=warn,h2=warn,hyper=warn,tower=warn")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Store(args) => {
+            init_tracing(&args.log_level);
+            let config = args.into_config().map_err(|e| anyhow::anyhow!(e))?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let running = skiff_store::server::start(config).await?;
+                tracing::info!(addrs = ?running.client_addrs, "ready to serve client requests");
+                tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+                tracing::info!("received interrupt, stopping");
+                running.server.node.stop().await;
+                anyhow::Ok(())
+            })
+        }
+        Command::Snapshot(SnapshotCommand::Restore { file, data_dir }) => {
+            init_tracing("info");
+            skiff_store::server::restore_snapshot(&file, &data_dir)?;
+            println!("restored snapshot {} into {}", file.display(), data_dir.display());
+            Ok(())
+        }
+        Command::Snapshot(SnapshotCommand::Verify { file }) => {
+            skiff_store::snapshot::verify(&file)?;
+            println!("snapshot {} is intact", file.display());
+            Ok(())
+        }
+    }
+}

@@ -1,1 +1,467 @@
-//! node
+//! The raft-rs driver: one tokio task owns the `RawNode` and reacts to a closed set of
+//! inputs (`Input`). Log persistence is handed to the WAL writer thread (`LogWriter`) using
+//! raft-rs's async-ready path, so the node keeps accepting proposals while an fsync is in
+//! flight and the writer commits many proposals with one fsync (group commit).
+//!
+//! The node never decodes an entry's payload: committed entries are handed, in order, to the
+//! state machine through a bounded channel (`Committed`), and the state machine reports back
+//! how far it has applied (`NodeHandle::applied`).
+//!
+//! Data flow for one proposal on the leader:
+//! ```text
+//! propose ─▶ RawNode::propose ─▶ Ready{entries} ─▶ LogWriter (append, one fsync for many)
+//!                                                   │ on_done
+//!   state machine ◀─ Committed{entries} ◀─ Ready ◀─ on_persist_ready
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft::{RawNode, StateRole, Storage};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::storage::{DurableStorage, LogWriter, PersistTask};
+
+/// Inputs queued to the node task at most. Proposals beyond it wait in `propose` (back
+/// pressure to clients) instead of growing memory without bound.
+pub const INPUT_QUEUE_MAX: usize = 4096;
+/// Batches of committed entries waiting for the state machine. Each batch holds at most one
+/// `Ready`'s worth of entries (raft-rs bounds it by `max_committed_size_per_ready`).
+pub const COMMITTED_QUEUE_BATCHES_MAX: usize = 64;
+/// Inputs handled per loop turn before the node produces a `Ready`; bounds the latency a
+/// burst of proposals can add to ticks.
+const INPUTS_PER_TURN_MAX: usize = 1024;
+/// Bytes of committed entries handed out per `Ready`.
+const COMMITTED_BYTES_PER_READY_MAX: u64 = 16 * 1024 * 1024;
+/// Read-index requests waiting for a `ReadState` at once.
+const PENDING_READS_MAX: usize = 65536;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The node is not the leader (or has no leader) and cannot take the request.
+    #[error("no leader")]
+    NoLeader,
+    /// raft-rs dropped the proposal (e.g. leadership changed while it was queued).
+    #[error("proposal dropped")]
+    ProposalDropped,
+    /// The node task has stopped (shutdown or fatal storage error).
+    #[error("raft node stopped")]
+    Stopped,
+    /// The log could not be persisted; the node stops (a WAL that failed fsync is unusable).
+    #[error("raft log storage failed: {0}")]
+    Storage(String),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How the node is set up. Timing follows etcd: `tick_interval` is etcd's
+/// `--heartbeat-interval`, `election_ticks` is `--election-timeout / --heartbeat-interval`.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub tick_interval: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+    /// The index the state machine has already applied durably (its `consistent_index`);
+    /// entries after it are replayed.
+    pub applied_index: u64,
+    /// Maximum bytes in one append message to a follower.
+    pub max_size_per_msg: u64,
+    /// Maximum in-flight append messages per follower (pipelining depth).
+    pub max_inflight_msgs: usize,
+}
+
+impl NodeConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("member id must not be 0".into());
+        }
+        if self.tick_interval.is_zero() {
+            return Err("heartbeat interval must be positive".into());
+        }
+        if self.election_ticks <= self.heartbeat_ticks {
+            return Err(format!(
+                "election timeout ({} ticks) must be greater than the heartbeat interval ({} ticks)",
+                self.election_ticks, self.heartbeat_ticks
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A batch of committed entries for the state machine, in log order. Includes empty
+/// entries (leader no-ops) and conf changes so the state machine can record the index.
+#[derive(Debug)]
+pub struct Committed {
+    pub entries: Vec<Entry>,
+    pub term: u64,
+}
+
+/// What a caller can see of the node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_index: u64,
+    pub is_leader: bool,
+}
+
+enum Input {
+    Propose { data: Vec<u8>, done: oneshot::Sender<Result<()>> },
+    ReadIndex { done: oneshot::Sender<Result<u64>> },
+    Persisted { number: u64, result: std::result::Result<(), String> },
+    Applied(u64),
+    TransferLeader(u64),
+    Stop,
+}
+
+/// A cheap, clonable handle to the node task.
+#[derive(Clone)]
+pub struct NodeHandle {
+    tx: mpsc::Sender<Input>,
+    persisted_tx: mpsc::UnboundedSender<Input>,
+    status: watch::Receiver<NodeStatus>,
+    applied: Arc<AtomicU64>,
+}
+
+impl NodeHandle {
+    /// Proposes `data` for replication. Resolves when raft has accepted it into the log
+    /// (not when it is committed or applied: the state machine signals that).
+    pub async fn propose(&self, data: Vec<u8>) -> Result<()> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(Input::Propose { data, done }).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Returns a read index: once the state machine has applied up to it, a read of local
+    /// state is linearizable. Many concurrent calls share one raft read round.
+    pub async fn read_index(&self) -> Result<u64> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(Input::ReadIndex { done }).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// The state machine reports that every entry up to `index` is applied.
+    pub fn applied(&self, index: u64) {
+        self.applied.fetch_max(index, Ordering::AcqRel);
+        // Unbounded, but at most one message per applied batch, and the applier is bounded
+        // by COMMITTED_QUEUE_BATCHES_MAX.
+        let _ = self.persisted_tx.send(Input::Applied(index));
+    }
+
+    pub fn transfer_leader(&self, to: u64) {
+        let _ = self.tx.try_send(Input::TransferLeader(to));
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        *self.status.borrow()
+    }
+
+    /// A receiver that changes whenever the status (leader, term, indexes) changes.
+    pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Input::Stop).await;
+    }
+}
+
+/// Starts the node task. Returns its handle and the stream of committed entries, which the
+/// state machine must consume in order.
+pub fn start(
+    config: NodeConfig,
+    storage: DurableStorage,
+    writer: LogWriter,
+) -> Result<(NodeHandle, mpsc::Receiver<Committed>, tokio::task::JoinHandle<()>)> {
+    config.validate().map_err(Error::Raft)?;
+    let raft_config = raft::Config {
+        id: config.id,
+        election_tick: config.election_ticks,
+        heartbeat_tick: config.heartbeat_ticks,
+        applied: config.applied_index,
+        max_size_per_msg: config.max_size_per_msg,
+        max_inflight_msgs: config.max_inflight_msgs,
+        max_committed_size_per_ready: COMMITTED_BYTES_PER_READY_MAX,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    raft_config.validate().map_err(|e| Error::Raft(e.to_string()))?;
+    let logger = crate::logger::slog_to_tracing();
+    let mut raw = RawNode::new(&raft_config, storage.clone(), &logger).map_err(|e| Error::Raft(e.to_string()))?;
+
+    let voters = storage.initial_state().map_err(|e| Error::Raft(e.to_string()))?.conf_state.voters;
+    if voters == [config.id] {
+        // A single voter needs no election timeout to elect itself; campaigning at once makes
+        // a fresh or restarted single member available immediately, as etcd does.
+        raw.campaign().map_err(|e| Error::Raft(e.to_string()))?;
+    }
+
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
+    let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
+    let (committed_tx, committed_rx) = mpsc::channel(COMMITTED_QUEUE_BATCHES_MAX);
+    let (status_tx, status_rx) = watch::channel(NodeStatus { id: config.id, ..Default::default() });
+    let applied = Arc::new(AtomicU64::new(config.applied_index));
+    let handle = NodeHandle { tx, persisted_tx: persisted_tx.clone(), status: status_rx, applied: applied.clone() };
+    let driver = Driver {
+        raw,
+        storage,
+        writer,
+        inputs: rx,
+        persisted_rx,
+        persisted_tx,
+        committed_tx,
+        status_tx,
+        applied,
+        pending_reads: HashMap::new(),
+        queued_reads: VecDeque::new(),
+        next_read_id: 0,
+        tick_interval: config.tick_interval,
+        stopped: None,
+    };
+    let join = tokio::spawn(driver.run());
+    Ok((handle, committed_rx, join))
+}
+
+struct Driver {
+    raw: RawNode<DurableStorage>,
+    storage: DurableStorage,
+    writer: LogWriter,
+    inputs: mpsc::Receiver<Input>,
+    persisted_rx: mpsc::UnboundedReceiver<Input>,
+    persisted_tx: mpsc::UnboundedSender<Input>,
+    committed_tx: mpsc::Sender<Committed>,
+    status_tx: watch::Sender<NodeStatus>,
+    applied: Arc<AtomicU64>,
+    /// Read-index rounds in flight: request context → waiters sharing that round.
+    pending_reads: HashMap<u64, Vec<oneshot::Sender<Result<u64>>>>,
+    /// Reads that arrived while a round is in flight; they join the next round together.
+    queued_reads: VecDeque<oneshot::Sender<Result<u64>>>,
+    next_read_id: u64,
+    tick_interval: Duration,
+    /// Set when the node must stop; carries the error to give to callers.
+    stopped: Option<Error>,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut ticker = tokio::time::interval(self.tick_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                Some(input) = self.persisted_rx.recv() => self.on_input(input),
+                input = self.inputs.recv() => match input {
+                    Some(input) => {
+                        self.on_input(input);
+                        // Drain what is queued so one Ready (and one fsync) covers it all.
+                        for _ in 0..INPUTS_PER_TURN_MAX {
+                            match self.inputs.try_recv() {
+                                Ok(input) => self.on_input(input),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => self.stopped = Some(Error::Stopped),
+                },
+                _ = ticker.tick() => { self.raw.tick(); }
+            }
+            while let Ok(input) = self.persisted_rx.try_recv() {
+                self.on_input(input);
+            }
+            if self.stopped.is_some() {
+                break;
+            }
+            self.maybe_start_read_round();
+            if let Err(e) = self.on_ready().await {
+                error!(error = %e, "raft node stopping");
+                self.stopped = Some(e);
+                break;
+            }
+            self.publish_status();
+        }
+        let err = self.stopped.clone().unwrap_or(Error::Stopped);
+        for (_, waiters) in self.pending_reads.drain() {
+            for w in waiters {
+                let _ = w.send(Err(err.clone()));
+            }
+        }
+        for w in self.queued_reads.drain(..) {
+            let _ = w.send(Err(err.clone()));
+        }
+        self.inputs.close();
+        while let Ok(input) = self.inputs.try_recv() {
+            if let Input::Propose { done, .. } = input {
+                let _ = done.send(Err(err.clone()));
+            }
+        }
+        info!("raft node stopped");
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Propose { data, done } => {
+                let result = if self.raw.raft.state != StateRole::Leader {
+                    Err(Error::NoLeader)
+                } else {
+                    self.raw.propose(Vec::new(), data).map_err(|e| match e {
+                        raft::Error::ProposalDropped => Error::ProposalDropped,
+                        e => Error::Raft(e.to_string()),
+                    })
+                };
+                let _ = done.send(result);
+            }
+            Input::ReadIndex { done } => {
+                if self.queued_reads.len() + self.pending_reads.len() >= PENDING_READS_MAX {
+                    let _ = done.send(Err(Error::Raft("too many pending reads".into())));
+                } else {
+                    self.queued_reads.push_back(done);
+                }
+            }
+            Input::Persisted { number, result } => match result {
+                Ok(()) => self.raw.on_persist_ready(number),
+                Err(e) => self.stopped = Some(Error::Storage(e)),
+            },
+            Input::Applied(index) => {
+                let applied = self.raw.raft.raft_log.applied;
+                if index > applied {
+                    self.raw.advance_apply_to(index);
+                }
+            }
+            Input::TransferLeader(to) => self.raw.transfer_leader(to),
+            Input::Stop => self.stopped = Some(Error::Stopped),
+        }
+    }
+
+    /// Starts one read-index round for every queued read, if none is in flight.
+    fn maybe_start_read_round(&mut self) {
+        if self.queued_reads.is_empty() || !self.pending_reads.is_empty() {
+            return;
+        }
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            for w in self.queued_reads.drain(..) {
+                let _ = w.send(Err(Error::NoLeader));
+            }
+            return;
+        }
+        self.next_read_id += 1;
+        let id = self.next_read_id;
+        self.pending_reads.insert(id, self.queued_reads.drain(..).collect());
+        self.raw.read_index(id.to_be_bytes().to_vec());
+    }
+
+    async fn on_ready(&mut self) -> Result<()> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+        if !rd.messages().is_empty() {
+            self.send_messages(rd.take_messages());
+        }
+        if !rd.snapshot().is_empty() {
+            // Single-member groups never receive snapshots; multi-member support comes with
+            // the peer transport.
+            return Err(Error::Raft("receiving raft snapshots is not supported yet".into()));
+        }
+        for rs in rd.take_read_states() {
+            self.on_read_state(&rs.request_ctx, rs.index);
+        }
+        let committed = rd.take_committed_entries();
+        self.hand_to_state_machine(committed).await?;
+        let entries = rd.take_entries();
+        let hard_state = rd.hs().cloned();
+        let number = rd.number();
+        let persisted_messages = rd.take_persisted_messages();
+        if !entries.is_empty() || hard_state.is_some() || !persisted_messages.is_empty() {
+            let tx = self.persisted_tx.clone();
+            let task = PersistTask {
+                entries,
+                hard_state,
+                snapshot: None,
+                on_done: Box::new(move |result| {
+                    let result = result.map_err(|e| e.to_string());
+                    let _ = tx.send(Input::Persisted { number, result });
+                }),
+            };
+            self.writer.submit_async(task).await.map_err(|e| Error::Storage(e.to_string()))?;
+            // Messages that must wait for persistence (votes, append responses) go out once
+            // the writer confirms; they are empty for a single member.
+            if !persisted_messages.is_empty() {
+                self.send_messages(persisted_messages);
+            }
+        } else {
+            self.raw.on_persist_ready(number);
+        }
+        self.raw.advance_append_async(rd);
+        Ok(())
+    }
+
+    fn on_read_state(&mut self, ctx: &[u8], index: u64) {
+        let Ok(bytes) = <[u8; 8]>::try_from(ctx) else {
+            warn!("read state with a foreign context");
+            return;
+        };
+        if let Some(waiters) = self.pending_reads.remove(&u64::from_be_bytes(bytes)) {
+            for w in waiters {
+                let _ = w.send(Ok(index));
+            }
+        }
+    }
+
+    async fn hand_to_state_machine(&mut self, entries: Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for entry in &entries {
+            if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+                let mut cc = ConfChangeV2::default();
+                protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
+                    .map_err(|e| Error::Raft(format!("bad conf change at {}: {e}", entry.index)))?;
+                let cs = self.raw.apply_conf_change(&cc).map_err(|e| Error::Raft(e.to_string()))?;
+                self.storage.set_conf_state(cs);
+            }
+        }
+        let term = self.raw.raft.term;
+        self.committed_tx.send(Committed { entries, term }).await.map_err(|_| Error::Stopped)
+    }
+
+    fn send_messages(&mut self, msgs: Vec<Message>) {
+        for m in msgs {
+            // A single member has no peers; any message here is a bug until the transport lands.
+            if m.get_msg_type() != MessageType::MsgHeartbeat {
+                debug!(to = m.to, kind = ?m.get_msg_type(), "dropping message: no peer transport");
+            }
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let raft = &self.raw.raft;
+        let status = NodeStatus {
+            id: raft.id,
+            leader_id: raft.leader_id,
+            term: raft.term,
+            commit_index: raft.raft_log.committed,
+            applied_index: self.applied.load(Ordering::Acquire),
+            last_index: raft.raft_log.last_index(),
+            is_leader: raft.state == StateRole::Leader,
+        };
+        self.status_tx.send_if_modified(|s| {
+            if *s != status {
+                *s = status;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}

@@ -66,6 +66,8 @@ pub struct RangeResult {
     pub kvs: Vec<KeyValue>,
     /// Number of live keys in the range at `rev`, ignoring the limit.
     pub count: i64,
-    /// The revision the read was served at: `rev`, or the current revision when 0.
+    /// The current revision when the read was served (etcd's `curRev`, which becomes the
+    /// response header's revision) — not the revision read, which may be older. Inside a
+    /// write txn that has changes, the txn's revision.
     pub rev: i64,
 }

@@ -1,0 +1,48 @@
+# Skiff: `make run` and `make test` do everything on a fresh Debian/Ubuntu machine.
+# Every cargo call goes through scripts/cargo, which links against a RocksDB built once
+# into $(HOME)/.cache/skiff (see scripts/rocksdb-cache.sh).
+
+CARGO      := scripts/cargo
+DATA_DIR   ?= $(CURDIR)/data/default.etcd
+CLIENT_URL ?= http://127.0.0.1:2379
+PEER_URL   ?= http://127.0.0.1:2380
+
+.PHONY: run test deps build release clippy fmt rocksdb clean-data
+
+## deps: install the system packages the build and the tests need (idempotent).
+deps:
+	@scripts/install-deps.sh
+
+## rocksdb: build RocksDB's C++ once into the cache (no-op when cached).
+rocksdb: deps
+	@flock $${SKIFF_CACHE_DIR:-$$HOME/.cache/skiff}/rocksdb.lock scripts/rocksdb-cache.sh >/dev/null 2>&1 || \
+	  (mkdir -p $${SKIFF_CACHE_DIR:-$$HOME/.cache/skiff} && flock $${SKIFF_CACHE_DIR:-$$HOME/.cache/skiff}/rocksdb.lock scripts/rocksdb-cache.sh)
+
+release: rocksdb
+	$(CARGO) build --release --locked --bin skiff
+
+## run: build release and start a single-member store on 127.0.0.1:2379.
+run: release
+	@mkdir -p $(dir $(DATA_DIR))
+	@echo "skiff store: data in $(DATA_DIR); try:"
+	@echo "  ETCDCTL_API=3 etcdctl --endpoints=$(CLIENT_URL) put foo bar"
+	@echo "  ETCDCTL_API=3 etcdctl --endpoints=$(CLIENT_URL) get foo -w json"
+	@echo "  curl -s $(CLIENT_URL)/metrics | grep etcd_disk_wal_fsync"
+	target/release/skiff store --name default --data-dir $(DATA_DIR) \
+	  --listen-client-urls $(CLIENT_URL) --advertise-client-urls $(CLIENT_URL) \
+	  --listen-peer-urls $(PEER_URL) --initial-advertise-peer-urls $(PEER_URL) \
+	  --initial-cluster default=$(PEER_URL)
+
+## test: install what is missing, build, and run every test.
+test: rocksdb
+	$(CARGO) build --locked --workspace --all-targets
+	$(CARGO) test --locked --workspace --no-fail-fast
+
+clippy: rocksdb
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean-data:
+	rm -rf $(CURDIR)/data

@@ -1,0 +1,192 @@
+//! Segment files: naming, listing, creating (preallocated, durable), and scanning one
+//! segment's records while telling a torn tail from corruption.
+//!
+//! The rule for a bad record (bad CRC, unknown type, or running past the end of the file):
+//! - in the last segment, if nothing but zeros follows the bytes it claims (or it runs past the
+//!   end of a file shorter than its preallocated size), it is a torn tail: the last write did
+//!   not fully reach the disk before a crash. It is cut.
+//! - anywhere else it is corruption, reported with the file and offset. Never skipped: records
+//!   after it would be replayed with a hole before them.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::record::{self, Frame, Record, SegmentHeader};
+use super::{Error, Result};
+
+/// `{seq:016x}-{first_index:016x}.wal`
+const SEGMENT_SUFFIX: &str = ".wal";
+/// Extension of a segment being created; any left at open are remains of a crash.
+const TMP_SUFFIX: &str = "tmp";
+const SEGMENT_NAME_BYTES: usize = 16 + 1 + 16 + SEGMENT_SUFFIX.len();
+
+/// A segment file on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentFile {
+    pub seq: u64,
+    pub first_index: u64,
+    pub path: PathBuf,
+}
+
+pub fn segment_name(seq: u64, first_index: u64) -> String {
+    format!("{seq:016x}-{first_index:016x}{SEGMENT_SUFFIX}")
+}
+
+fn parse_name(name: &str) -> Option<(u64, u64)> {
+    if name.len() != SEGMENT_NAME_BYTES || !name.ends_with(SEGMENT_SUFFIX) || name.as_bytes()[16] != b'-' {
+        return None;
+    }
+    let seq = u64::from_str_radix(&name[..16], 16).ok()?;
+    let first_index = u64::from_str_radix(&name[17..33], 16).ok()?;
+    Some((seq, first_index))
+}
+
+pub fn io_err(path: &Path, source: std::io::Error) -> Error {
+    Error::Io { file: path.to_path_buf(), source: source.into() }
+}
+
+/// Lists the segments of `dir` in sequence order. Sequence numbers must be consecutive: a
+/// missing one means records were lost.
+pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>> {
+    let mut segments = Vec::new();
+    for dirent in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let dirent = dirent.map_err(|e| io_err(dir, e))?;
+        let name = dirent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.ends_with(SEGMENT_SUFFIX) {
+            continue;
+        }
+        let Some((seq, first_index)) = parse_name(name) else {
+            return Err(Error::Corrupt { file: dirent.path(), offset: 0, reason: "unparsable segment file name".into() });
+        };
+        segments.push(SegmentFile { seq, first_index, path: dirent.path() });
+    }
+    segments.sort_by_key(|s| s.seq);
+    for w in segments.windows(2) {
+        if w[1].seq != w[0].seq + 1 {
+            return Err(Error::Corrupt {
+                file: w[1].path.clone(),
+                offset: 0,
+                reason: format!("segment sequence jumps from {} to {}: a segment is missing", w[0].seq, w[1].seq),
+            });
+        }
+    }
+    Ok(segments)
+}
+
+/// Deletes segment files left half-created by a crash (see `create_segment`).
+pub fn remove_tmp_files(dir: &Path) -> Result<()> {
+    for dirent in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let path = dirent.map_err(|e| io_err(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == TMP_SUFFIX) {
+            tracing::warn!(file = %path.display(), "removing a segment left half-created by a crash");
+            fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes a file creation, rename or deletion in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))
+}
+
+/// Creates a segment preallocated to `preallocated_bytes`, writes `prologue` (the header
+/// record first) and makes file, size and directory entry durable before anyone appends.
+///
+/// The file is prepared under a temporary name and renamed into place, so a segment under
+/// its real name always has a complete header: a crash mid-creation leaves only a `.tmp`.
+pub fn create_segment(dir: &Path, header: &SegmentHeader, prologue: &[u8]) -> Result<(SegmentFile, File)> {
+    let path = dir.join(segment_name(header.seq, header.first_index));
+    let tmp = path.with_extension(TMP_SUFFIX);
+    let mut file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&tmp).map_err(|e| io_err(&tmp, e))?;
+    // set_len gives a sparse file, not reserved blocks (that needs fallocate, which std does
+    // not offer); it still fixes the size up front, so fdatasync rarely has size metadata to
+    // flush, and recovery can tell a short (torn) file from a garbage length.
+    file.set_len(header.preallocated_bytes).map_err(|e| io_err(&path, e))?;
+    file.write_all(prologue).map_err(|e| io_err(&path, e))?;
+    file.sync_all().map_err(|e| io_err(&path, e))?;
+    fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+    sync_dir(dir)?;
+    Ok((SegmentFile { seq: header.seq, first_index: header.first_index, path }, file))
+}
+
+/// What a scan of one segment found.
+#[derive(Debug)]
+pub struct Scan {
+    pub header: SegmentHeader,
+    /// Records after the header, each with its offset.
+    pub records: Vec<(u64, Record)>,
+    /// End of the last good record: where the next append goes.
+    pub end_offset: u64,
+    /// Set when a torn tail was found at `end_offset` (and must be cut).
+    pub torn: Option<String>,
+    pub file_bytes: u64,
+}
+
+/// Reads and checks every record of `segment`. `is_last` allows a torn tail.
+pub fn scan_segment(segment: &SegmentFile, is_last: bool) -> Result<Scan> {
+    let path = &segment.path;
+    let mut buf = Vec::new();
+    File::open(path).and_then(|mut f| f.read_to_end(&mut buf)).map_err(|e| io_err(path, e))?;
+    let corrupt = |offset: usize, reason: String| Error::Corrupt { file: path.clone(), offset: offset as u64, reason };
+
+    let header = match record::parse_frame(&buf) {
+        Frame::Valid { ty, payload, bytes } => match record::decode_payload(ty, payload) {
+            Ok(Record::SegmentHeader(h)) => (h, bytes),
+            Ok(_) => return Err(corrupt(0, "segment does not start with a header".into())),
+            Err(reason) => return Err(corrupt(0, reason)),
+        },
+        other => return Err(corrupt(0, format!("bad segment header: {other:?}"))),
+    };
+    let (header, mut offset) = header;
+    if (header.seq, header.first_index) != (segment.seq, segment.first_index) {
+        return Err(corrupt(0, format!("header {header:?} does not match the file name")));
+    }
+    let preallocated = header.preallocated_bytes as usize;
+
+    let mut records = Vec::new();
+    let mut torn = None;
+    loop {
+        match record::parse_frame(&buf[offset..]) {
+            Frame::Valid { ty, payload, bytes } => {
+                let rec = record::decode_payload(ty, payload).map_err(|r| corrupt(offset, r))?;
+                if matches!(rec, Record::SegmentHeader(_)) {
+                    return Err(corrupt(offset, "second segment header".into()));
+                }
+                records.push((offset as u64, rec));
+                offset += bytes;
+            }
+            Frame::End => {
+                if let Some(at) = first_non_zero(&buf[offset..]) {
+                    // Data after the end marker: a hole in the middle of the log.
+                    return Err(corrupt(offset, format!("zeroed record header, then data at offset {}", offset + at)));
+                }
+                break;
+            }
+            Frame::Bad { reason, claimed_end } => {
+                let rest_is_zero = match claimed_end {
+                    // The record runs past the end of the file. A crash can leave a file
+                    // shorter than written only before its size reached the preallocated one;
+                    // a record claiming bytes past the preallocated size was never written so.
+                    Some(end) if offset + end > buf.len() => offset + end <= preallocated,
+                    Some(end) => first_non_zero(&buf[offset + end..]).is_none(),
+                    // Only a header cut by the end of the file has no length; a garbage length
+                    // over the record limit has none either and is corruption.
+                    None => buf.len() - offset < record::RECORD_HEADER_BYTES,
+                };
+                if is_last && rest_is_zero {
+                    torn = Some(reason);
+                    break;
+                }
+                return Err(corrupt(offset, reason));
+            }
+        }
+    }
+    Ok(Scan { header, records, end_offset: offset as u64, torn, file_bytes: buf.len() as u64 })
+}
+
+fn first_non_zero(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b != 0)
+}

@@ -1,0 +1,175 @@
+//! The lessor: which leases exist, when each expires, and which keys are attached.
+//!
+//! Grants and revokes go through raft and are applied by the applier (which also persists
+//! the lease in the MVCC `lease` column family). Keep-alives only move an expiry in memory on
+//! the leader, as etcd does; after a restart every lease gets a full TTL again (etcd
+//! "refreshes" leases on leader promotion for the same reason: a dead leader's clock says
+//! nothing about how long clients have been gone).
+//!
+//! Lock order: `Lessor::inner` is a leaf lock; never call out while holding it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Leases revoked by one expiry sweep at most; the rest wait for the next sweep so an
+/// avalanche of expiries cannot flood raft (etcd's `leaseRevokeRate` plays this role).
+pub const EXPIRED_PER_SWEEP_MAX: usize = 1000;
+
+#[derive(Debug, Clone)]
+struct Lease {
+    ttl_seconds: i64,
+    expiry: Instant,
+    keys: BTreeSet<Vec<u8>>,
+}
+
+/// What `LeaseTimeToLive` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    pub id: i64,
+    pub granted_ttl: i64,
+    pub remaining_ttl: i64,
+    pub keys: Vec<Vec<u8>>,
+}
+
+#[derive(Default)]
+pub struct Lessor {
+    inner: Mutex<HashMap<i64, Lease>>,
+    /// The smallest TTL granted; shorter requests are raised to it (etcd: 1.5 election timeouts).
+    min_ttl_seconds: i64,
+}
+
+impl Lessor {
+    pub fn new(min_ttl_seconds: i64) -> Self {
+        Self { inner: Mutex::new(HashMap::new()), min_ttl_seconds }
+    }
+
+    /// etcd's minimum lease TTL: 1.5 × election timeout, rounded up to whole seconds.
+    pub fn min_ttl_for(election_timeout: Duration) -> i64 {
+        let ms = election_timeout.as_millis() as i64 * 3 / 2;
+        (ms + 999) / 1000
+    }
+
+    /// The TTL a grant of `ttl` actually gets.
+    pub fn effective_ttl(&self, ttl: i64) -> i64 {
+        ttl.max(self.min_ttl_seconds)
+    }
+
+    pub fn exists(&self, id: i64) -> bool {
+        self.inner.lock().contains_key(&id)
+    }
+
+    /// Records a granted lease (applier only).
+    pub fn grant(&self, id: i64, ttl_seconds: i64) {
+        let expiry = Instant::now() + Duration::from_secs(ttl_seconds.max(0) as u64);
+        self.inner.lock().insert(id, Lease { ttl_seconds, expiry, keys: BTreeSet::new() });
+    }
+
+    /// Removes a lease and returns the keys attached to it (applier only).
+    pub fn revoke(&self, id: i64) -> Option<Vec<Vec<u8>>> {
+        self.inner.lock().remove(&id).map(|l| l.keys.into_iter().collect())
+    }
+
+    pub fn attach(&self, id: i64, key: &[u8]) {
+        if let Some(l) = self.inner.lock().get_mut(&id) {
+            l.keys.insert(key.to_vec());
+        }
+    }
+
+    pub fn detach(&self, id: i64, key: &[u8]) {
+        if let Some(l) = self.inner.lock().get_mut(&id) {
+            l.keys.remove(key);
+        }
+    }
+
+    /// Renews a lease for its full TTL; returns the TTL, or None when it does not exist.
+    pub fn renew(&self, id: i64) -> Option<i64> {
+        let mut inner = self.inner.lock();
+        let lease = inner.get_mut(&id)?;
+        lease.expiry = Instant::now() + Duration::from_secs(lease.ttl_seconds.max(0) as u64);
+        Some(lease.ttl_seconds)
+    }
+
+    pub fn time_to_live(&self, id: i64, with_keys: bool) -> Option<LeaseInfo> {
+        let inner = self.inner.lock();
+        let lease = inner.get(&id)?;
+        let remaining = lease.expiry.saturating_duration_since(Instant::now());
+        // etcd rounds the remaining time up to whole seconds.
+        let remaining_ttl = (remaining.as_millis() as i64 + 999) / 1000;
+        Some(LeaseInfo {
+            id,
+            granted_ttl: lease.ttl_seconds,
+            remaining_ttl,
+            keys: if with_keys { lease.keys.iter().cloned().collect() } else { Vec::new() },
+        })
+    }
+
+    pub fn ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.inner.lock().keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Leases past their expiry, oldest first, at most `EXPIRED_PER_SWEEP_MAX`.
+    pub fn expired(&self, now: Instant) -> Vec<i64> {
+        let inner = self.inner.lock();
+        let mut expired: Vec<(Instant, i64)> =
+            inner.iter().filter(|(_, l)| l.expiry <= now).map(|(id, l)| (l.expiry, *id)).collect();
+        expired.sort_unstable();
+        expired.truncate(EXPIRED_PER_SWEEP_MAX);
+        expired.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// Gives every lease a full TTL from now (after restart or leader change).
+    pub fn refresh_all(&self) {
+        let now = Instant::now();
+        for l in self.inner.lock().values_mut() {
+            l.expiry = now + Duration::from_secs(l.ttl_seconds.max(0) as u64);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_ttl_matches_etcd_defaults() {
+        // 1000 ms election timeout → 1.5 s → 2 s.
+        assert_eq!(Lessor::min_ttl_for(Duration::from_millis(1000)), 2);
+        assert_eq!(Lessor::min_ttl_for(Duration::from_millis(3000)), 5);
+    }
+
+    #[test]
+    fn attach_revoke_returns_keys() {
+        let l = Lessor::new(2);
+        l.grant(7, 10);
+        l.attach(7, b"a");
+        l.attach(7, b"b");
+        l.detach(7, b"a");
+        assert_eq!(l.revoke(7), Some(vec![b"b".to_vec()]));
+        assert!(!l.exists(7));
+        assert_eq!(l.revoke(7), None);
+    }
+
+    #[test]
+    fn expiry_is_reported_and_renew_extends() {
+        let l = Lessor::new(0);
+        l.grant(1, 0);
+        l.grant(2, 100);
+        assert_eq!(l.expired(Instant::now()), vec![1]);
+        assert_eq!(l.renew(2), Some(100));
+        let info = l.time_to_live(2, true).unwrap();
+        assert_eq!(info.granted_ttl, 100);
+        assert!(info.remaining_ttl >= 99 && info.remaining_ttl <= 100);
+    }
+}

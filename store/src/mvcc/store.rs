@@ -1,0 +1,327 @@
+//! `MvccStore`: opening RocksDB, the published revisions, reads at a revision, flush,
+//! sizes, checkpoints and the lease table. Writes live in `write.rs`, compaction in
+//! `compact.rs`, the change-log scan in `events.rs`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use rocksdb::checkpoint::Checkpoint;
+use rocksdb::{
+    properties, BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamily,
+    ColumnFamilyDescriptor, CompactOptions, DBCompressionType, DBWithThreadMode, FlushOptions,
+    IteratorMode, Options, ReadOptions, SingleThreaded, SnapshotWithThreadMode, WriteBatch,
+    WriteOptions,
+};
+use tracing::{debug, info};
+
+use super::read::{self, KeyRange, RangeAcc};
+use super::record;
+use super::{Error, RangeOptions, RangeResult, Result};
+
+/// Spelled out (not `rocksdb::DB`) so a workspace-wide `multi-threaded-cf` feature cannot
+/// change the column-family handle type under us.
+pub(super) type Db = DBWithThreadMode<SingleThreaded>;
+pub(super) type Snapshot<'a> = SnapshotWithThreadMode<'a, Db>;
+
+pub(super) const CF_KV: &str = "kv";
+pub(super) const CF_LOG: &str = "log";
+pub(super) const CF_META: &str = "meta";
+pub(super) const CF_LEASE: &str = "lease";
+const CF_NAMES: [&str; 4] = [CF_KV, CF_LOG, CF_META, CF_LEASE];
+
+/// etcd's first revision: an empty store is at 1, the first write gets 2.
+pub(super) const INITIAL_REVISION: i64 = 1;
+
+const MIB: usize = 1 << 20;
+/// Shared by all column families; reads of recent versions should hit it.
+const BLOCK_CACHE_BYTES_DEFAULT: usize = 128 * MIB;
+/// Per column family. With atomic flush every family flushes when one fills up.
+const WRITE_BUFFER_BYTES_DEFAULT: usize = 64 * MIB;
+/// Flush + compaction threads; the machine also runs raft, the apply loop and gRPC.
+const MAX_BACKGROUND_JOBS_DEFAULT: i32 = 2;
+/// Larger than RocksDB's 4 KiB: range scans read many adjacent versions.
+const BLOCK_SIZE_BYTES: usize = 16 * 1024;
+/// RocksDB's recommended format (smaller index blocks, checksums per block).
+const TABLE_FORMAT_VERSION: i32 = 5;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MvccConfig {
+    pub block_cache_bytes: usize,
+    pub write_buffer_bytes: usize,
+    pub max_background_jobs: i32,
+    /// Flush memtables when the store is dropped (a clean shutdown: less raft replay on
+    /// the next start). `false` makes a drop lose everything not flushed, exactly as a
+    /// crash does — for tests and fault injection.
+    pub flush_on_close: bool,
+}
+
+impl Default for MvccConfig {
+    fn default() -> Self {
+        MvccConfig {
+            block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
+            write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
+            max_background_jobs: MAX_BACKGROUND_JOBS_DEFAULT,
+            flush_on_close: true,
+        }
+    }
+}
+
+impl MvccConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.write_buffer_bytes < MIB {
+            return Err(Error::Config(format!(
+                "write_buffer_bytes {} is below 1 MiB",
+                self.write_buffer_bytes
+            )));
+        }
+        if self.max_background_jobs < 1 {
+            return Err(Error::Config("max_background_jobs must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    fn cf_options(&self, cache: &Cache) -> Options {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(cache);
+        table.set_block_size(BLOCK_SIZE_BYTES);
+        table.set_format_version(TABLE_FORMAT_VERSION);
+        table.set_cache_index_and_filter_blocks(true);
+        // No bloom filter: `kv` is only ever read with seeks (the exact version key is
+        // unknown), where whole-key blooms do not help.
+        let mut opts = Options::default();
+        opts.set_block_based_table_factory(&table);
+        opts.set_compression_type(DBCompressionType::Lz4);
+        opts.set_bottommost_compression_type(DBCompressionType::Lz4);
+        opts.set_write_buffer_size(self.write_buffer_bytes);
+        opts.set_level_compaction_dynamic_level_bytes(true);
+        opts
+    }
+}
+
+/// The MVCC store. `Send + Sync`: share it in an `Arc`; any thread may read while one
+/// writer (the apply loop) holds a [`super::WriteTxn`].
+pub struct MvccStore {
+    pub(super) db: Db,
+    /// Held by a `WriteTxn` for its whole life. Lock order: `compactor` before `writer`.
+    pub(super) writer: Mutex<()>,
+    /// Serialises compactions (scheduling plus physical deletion).
+    pub(super) compactor: Mutex<()>,
+    /// Published only after the batch of that revision is in RocksDB.
+    pub(super) current_rev: AtomicI64,
+    /// Published before physical compaction deletes anything.
+    pub(super) compact_rev: AtomicI64,
+    pub(super) consistent_index: AtomicU64,
+    /// A lower bound of the consistent index that is in SST files (survives a crash).
+    pub(super) persisted_consistent_index: AtomicU64,
+}
+
+impl MvccStore {
+    pub fn open(path: &Path, config: MvccConfig) -> Result<Self> {
+        config.validate()?;
+        let cache = Cache::new_lru_cache(config.block_cache_bytes);
+        let mut db_opts = config.cf_options(&cache);
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        // The WAL is off (raft's log is the WAL), so column families must flush together:
+        // a `meta` without the `kv` data its consistent index covers would skip replay.
+        db_opts.set_atomic_flush(true);
+        db_opts.set_max_background_jobs(config.max_background_jobs);
+        if !config.flush_on_close {
+            // Not settable through the Rust API; RocksDB's option parser knows it.
+            db_opts = db_opts.get_options_from_string("avoid_flush_during_shutdown=true")?;
+        }
+        let cfs = CF_NAMES.map(|name| ColumnFamilyDescriptor::new(name, config.cf_options(&cache)));
+        let db = Db::open_cf_descriptors(&db_opts, path, cfs)?;
+
+        let meta = |name: &[u8]| -> Result<Option<u64>> {
+            let cf = db.cf_handle(CF_META).expect("meta column family was just opened");
+            record::decode_meta_u64(name, db.get_cf(cf, name)?)
+        };
+        let consistent_index = meta(record::META_CONSISTENT_INDEX)?.unwrap_or(0);
+        let current = meta(record::META_CURRENT_REVISION)?.map_or(INITIAL_REVISION, |r| r as i64);
+        let scheduled = meta(record::META_COMPACT_SCHEDULED)?.map_or(0, |r| r as i64);
+        let finished = meta(record::META_COMPACT_FINISHED)?.map_or(0, |r| r as i64);
+        if scheduled > current || finished > scheduled {
+            return Err(Error::Corrupt(format!(
+                "compaction scheduled at {scheduled}, finished at {finished}, current revision {current}"
+            )));
+        }
+        let store = MvccStore {
+            db,
+            writer: Mutex::new(()),
+            compactor: Mutex::new(()),
+            current_rev: AtomicI64::new(current),
+            compact_rev: AtomicI64::new(scheduled),
+            consistent_index: AtomicU64::new(consistent_index),
+            persisted_consistent_index: AtomicU64::new(consistent_index),
+        };
+        if scheduled > finished {
+            info!(scheduled, finished, "resuming an interrupted compaction");
+            let _compactor = store.compactor.lock();
+            store.physical_compact(scheduled)?;
+            store.finish_compaction(scheduled)?;
+        }
+        info!(path = %path.display(), current, compact = scheduled, consistent_index, "mvcc store opened");
+        Ok(store)
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.current_rev.load(Ordering::SeqCst)
+    }
+
+    /// The revision of the last compaction, 0 if the store was never compacted.
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_rev.load(Ordering::SeqCst)
+    }
+
+    /// The raft index of the last applied entry.
+    pub fn consistent_index(&self) -> u64 {
+        self.consistent_index.load(Ordering::SeqCst)
+    }
+
+    /// A consistent index whose effects are known to be in SST files: raft may drop its
+    /// log up to here. A lower bound (RocksDB's own background flushes may have persisted more).
+    pub fn persisted_consistent_index(&self) -> u64 {
+        self.persisted_consistent_index.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db.cf_handle(name).expect("every column family is created on open")
+    }
+
+    pub(super) fn write_batch(&self, batch: WriteBatch) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.disable_wal(true);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    /// etcd's read-revision rule: `rev <= 0` reads at `current`; above it is a future
+    /// revision; below the compact revision is compacted (the compact revision itself is readable).
+    pub(super) fn resolve_read_rev(&self, requested: i64, current: i64) -> Result<i64> {
+        if requested > current {
+            return Err(Error::FutureRev);
+        }
+        let rev = if requested <= 0 { current } else { requested };
+        self.check_not_compacted(rev)?;
+        Ok(rev)
+    }
+
+    /// Called again after a read took its snapshot: a compaction published after this
+    /// check deletes only after the snapshot exists, so the snapshot still has `rev`.
+    pub(super) fn check_not_compacted(&self, rev: i64) -> Result<()> {
+        if rev < self.compact_revision() {
+            return Err(Error::Compacted);
+        }
+        Ok(())
+    }
+
+    pub(super) fn read_options(&self, snapshot: &Snapshot<'_>) -> ReadOptions {
+        let mut opts = ReadOptions::default();
+        opts.set_snapshot(snapshot);
+        opts
+    }
+
+    pub fn range(&self, key: &[u8], range_end: &[u8], opts: RangeOptions) -> Result<RangeResult> {
+        let current = self.current_revision();
+        let rev = self.resolve_read_rev(opts.rev, current)?;
+        let snapshot = self.db.snapshot();
+        self.check_not_compacted(rev)?;
+        let mut acc = RangeAcc::new(&opts);
+        let range = KeyRange::new(key, range_end);
+        read::scan_versions(self, &snapshot, &range, rev, |version| {
+            if !version.record.tombstone {
+                acc.add_live(|| version.to_kv())?;
+            }
+            Ok(())
+        })?;
+        // etcd answers with the current revision, whatever revision was read.
+        Ok(acc.finish(current))
+    }
+
+    /// Flushes every column family's memtables together; everything applied so far is
+    /// then in SST files and survives a crash.
+    pub fn flush(&self) -> Result<()> {
+        // Read before flushing: the batch of this index is already in the memtable.
+        let index = self.consistent_index();
+        let mut opts = FlushOptions::default();
+        opts.set_wait(true);
+        let cfs = CF_NAMES.map(|name| self.cf(name));
+        self.db.flush_cfs_opt(&cfs, &opts)?;
+        self.persisted_consistent_index.fetch_max(index, Ordering::SeqCst);
+        debug!(consistent_index = index, "mvcc store flushed");
+        Ok(())
+    }
+
+    fn sum_property(&self, names: &[&properties::PropName]) -> u64 {
+        let mut total = 0;
+        for cf in CF_NAMES {
+            for name in names {
+                // A missing property is reported as 0 rather than failing a metrics read.
+                total += self.db.property_int_value_cf(self.cf(cf), *name).ok().flatten().unwrap_or(0);
+            }
+        }
+        total
+    }
+
+    /// SST files plus memtables (etcd_mvcc_db_total_size_in_bytes).
+    pub fn db_size_bytes(&self) -> u64 {
+        self.sum_property(&[
+            properties::TOTAL_SST_FILES_SIZE,
+            properties::CUR_SIZE_ALL_MEM_TABLES,
+        ])
+    }
+
+    /// RocksDB's estimate of live data plus memtables (etcd_mvcc_db_total_size_in_use_in_bytes).
+    pub fn db_size_in_use_bytes(&self) -> u64 {
+        self.sum_property(&[
+            properties::ESTIMATE_LIVE_DATA_SIZE,
+            properties::CUR_SIZE_ALL_MEM_TABLES,
+        ])
+    }
+
+    /// Rewrites every column family, dropping deleted versions and tombstones for good.
+    pub fn defragment(&self) -> Result<()> {
+        // Flush all families together first; compact_range would otherwise flush one alone.
+        self.flush()?;
+        let mut opts = CompactOptions::default();
+        opts.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
+        for name in CF_NAMES {
+            self.db.compact_range_cf_opt(self.cf(name), None::<&[u8]>, None::<&[u8]>, &opts);
+        }
+        info!(db_size_bytes = self.db_size_bytes(), "mvcc store defragmented");
+        Ok(())
+    }
+
+    /// A consistent copy of the store in `dir` (which must not exist), for raft snapshots.
+    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        self.flush()?;
+        Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        Ok(())
+    }
+
+    /// Every granted lease as `(id, ttl_seconds)`, in id byte order.
+    pub fn leases(&self) -> Result<Vec<(i64, i64)>> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_LEASE), IteratorMode::Start) {
+            let (key, value) = item?;
+            out.push(record::decode_lease(&key, &value)?);
+        }
+        Ok(out)
+    }
+
+    /// Live keys at the current revision that carry a lease, with the lease id.
+    pub fn keys_with_lease(&self) -> Result<Vec<(Vec<u8>, i64)>> {
+        let rev = self.current_revision();
+        let snapshot = self.db.snapshot();
+        let mut out = Vec::new();
+        read::scan_versions(self, &snapshot, &KeyRange::all(), rev, |version| {
+            if !version.record.tombstone && version.record.lease != 0 {
+                out.push((version.user_key()?, version.record.lease));
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}

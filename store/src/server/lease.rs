@@ -1,0 +1,150 @@
+//! etcd's Lease service. Grant and Revoke are replicated; KeepAlive, TimeToLive and Leases
+//! are answered by the leader from the lessor's memory, as etcd does.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::kv::unexpected;
+use super::EtcdServer;
+use crate::apply;
+use crate::config::LEASE_TTL_SECONDS_MAX;
+use crate::error::Error;
+use crate::proto::etcdserverpb as pb;
+use crate::proto::skiffpb::internal_request::Request as Internal;
+use pb::lease_server::Lease;
+
+/// Keep-alive responses buffered per stream; a client that stops reading stalls only its
+/// own stream.
+const KEEPALIVE_RESPONSES_QUEUED_MAX: usize = 64;
+
+pub struct LeaseService {
+    pub server: Arc<EtcdServer>,
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<pb::LeaseKeepAliveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<pb::LeaseGrantRequest>,
+    ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        let mut r = request.into_inner();
+        if r.ttl > LEASE_TTL_SECONDS_MAX {
+            return Err(Error::LeaseTtlTooLarge.into());
+        }
+        self.server.check_quota().await?;
+        if r.id == 0 {
+            // etcd's leader picks a random positive id not in use.
+            loop {
+                let id = rand::rng().random_range(1..i64::MAX);
+                if !self.server.lessor.exists(id) {
+                    r.id = id;
+                    break;
+                }
+            }
+        }
+        match self.server.propose(Internal::LeaseGrant(r)).await? {
+            apply::Response::LeaseGrant(mut g) => {
+                self.server.fill(&mut g.header);
+                Ok(Response::new(g))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<pb::LeaseRevokeRequest>,
+    ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let r = request.into_inner();
+        if !self.server.lessor.exists(r.id) {
+            return Err(Error::LeaseNotFound.into());
+        }
+        match self.server.propose(Internal::LeaseRevoke(r)).await? {
+            apply::Response::LeaseRevoke(mut g) => {
+                self.server.fill(&mut g.header);
+                Ok(Response::new(g))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(KEEPALIVE_RESPONSES_QUEUED_MAX);
+        let server = self.server.clone();
+        tokio::spawn(async move {
+            loop {
+                let req = match inbound.message().await {
+                    Ok(Some(req)) => req,
+                    Ok(None) | Err(_) => break,
+                };
+                if !server.node.status().is_leader {
+                    let _ = tx.send(Err(Error::NoLeader.into())).await;
+                    break;
+                }
+                // etcd answers an unknown lease with TTL 0 (not an error) on the stream.
+                let ttl = server.lessor.renew(req.id).unwrap_or(0);
+                let resp = pb::LeaseKeepAliveResponse {
+                    header: server.header(server.mvcc.current_revision()),
+                    id: req.id,
+                    ttl,
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let r = request.into_inner();
+        // Linearizable, like etcd (which asks the leader).
+        self.server.linearizable_barrier().await?;
+        let Some(info) = self.server.lessor.time_to_live(r.id, r.keys) else {
+            // etcd reports a missing lease as TTL -1, not as an error.
+            return Ok(Response::new(pb::LeaseTimeToLiveResponse {
+                header: self.server.header(self.server.mvcc.current_revision()),
+                id: r.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            }));
+        };
+        Ok(Response::new(pb::LeaseTimeToLiveResponse {
+            header: self.server.header(self.server.mvcc.current_revision()),
+            id: info.id,
+            ttl: info.remaining_ttl,
+            granted_ttl: info.granted_ttl,
+            keys: info.keys,
+        }))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<pb::LeaseLeasesRequest>,
+    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        self.server.linearizable_barrier().await?;
+        let leases = self.server.lessor.ids().into_iter().map(|id| pb::LeaseStatus { id }).collect();
+        Ok(Response::new(pb::LeaseLeasesResponse {
+            header: self.server.header(self.server.mvcc.current_revision()),
+            leases,
+        }))
+    }
+}

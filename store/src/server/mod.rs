@@ -1,0 +1,336 @@
+//! The etcd server: opens the state machine and the raft node, wires the applier, and
+//! serves etcd's gRPC services plus `/metrics`, `/health` and `/version` over HTTP on the
+//! same client port (etcd multiplexes them the same way).
+//!
+//! Request path for a write: the service validates the request, `EtcdServer::propose`
+//! wraps it in an `InternalRequest` with a fresh id, registers a waiter, proposes it to raft
+//! and waits (bounded by the request timeout) for the applier to answer.
+
+mod cluster;
+mod http;
+mod kv;
+mod lease;
+mod maintenance;
+mod unimplemented;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use skiff_raft::node::{self, NodeConfig, NodeHandle};
+use skiff_raft::storage::DurableStorage;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::apply::{Alarms, Applied, Applier, Waiters};
+use crate::config::StoreConfig;
+use crate::error::Error;
+use crate::lease::Lessor;
+use crate::metrics::Metrics;
+use crate::mvcc::{MvccConfig, MvccStore};
+use crate::proto::etcdserverpb as pb;
+use crate::proto::skiffpb::{internal_request::Request, InternalRequest};
+use crate::watch::WatchHub;
+
+/// The etcd API version this server implements, reported by `Status.version` and
+/// `/version`. kube-apiserver enables features (e.g. consistent list from cache) by it.
+pub const ETCD_VERSION: &str = "3.5.17";
+/// The cluster version, as etcd reports `etcdcluster` in `/version`.
+pub const CLUSTER_VERSION: &str = "3.5.0";
+/// How often the leader looks for expired leases (etcd checks every 500 ms).
+const LEASE_EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// Writes per RocksDB memtable flush-and-log-compaction round: with RocksDB's own WAL off,
+/// raft entries after the last flush must stay in the raft log; flushing every
+/// `snapshot_count` entries bounds both.
+const APPLIED_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The server's shared state; cheap to clone behind an `Arc`.
+pub struct EtcdServer {
+    pub config: StoreConfig,
+    pub mvcc: Arc<MvccStore>,
+    pub lessor: Arc<Lessor>,
+    pub hub: Arc<WatchHub>,
+    pub waiters: Arc<Waiters>,
+    pub alarms: Arc<Alarms>,
+    pub node: NodeHandle,
+    pub storage: DurableStorage,
+    pub metrics: Arc<Metrics>,
+    next_request_id: AtomicU64,
+    started: Instant,
+}
+
+impl EtcdServer {
+    pub fn request_timeout(&self) -> Duration {
+        // etcd: 5 s plus two election timeouts.
+        Duration::from_secs(5) + 2 * self.config.heartbeat_interval * self.config.election_ticks as u32
+    }
+
+    /// A complete response header at `revision`.
+    pub fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
+        Some(pb::ResponseHeader {
+            cluster_id: self.config.cluster_id,
+            member_id: self.config.member_id,
+            revision,
+            raft_term: self.node.status().term,
+        })
+    }
+
+    /// Fills cluster, member and term into a header the applier filled with a revision.
+    pub fn fill(&self, header: &mut Option<pb::ResponseHeader>) {
+        let rev = header.as_ref().map(|h| h.revision).unwrap_or_else(|| self.mvcc.current_revision());
+        *header = self.header(rev);
+    }
+
+    /// Replicates `request` through raft and waits for the applier's result.
+    pub async fn propose(&self, request: Request) -> Applied {
+        let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
+        if data.len() > self.config.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        let waiter = self.waiters.register(id);
+        let start = Instant::now();
+        if let Err(e) = self.node.propose(data).await {
+            self.waiters.cancel(id);
+            self.metrics.proposals_failed.inc();
+            return Err(e.into());
+        }
+        self.metrics.proposals_pending.inc();
+        let result = tokio::time::timeout(self.request_timeout(), waiter).await;
+        self.metrics.proposals_pending.dec();
+        match result {
+            Ok(Ok(applied)) => {
+                self.metrics.proposals_applied.inc();
+                self.metrics.request_duration.observe(start.elapsed().as_secs_f64());
+                applied
+            }
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => {
+                self.waiters.cancel(id);
+                self.metrics.proposals_failed.inc();
+                Err(Error::Timeout)
+            }
+        }
+    }
+
+    /// Waits until local state reflects every write committed before this call
+    /// (a ReadIndex round, then the applier catching up to it).
+    pub async fn linearizable_barrier(&self) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + self.request_timeout();
+        let index = tokio::time::timeout_at(deadline, self.node.read_index())
+            .await
+            .map_err(|_| Error::Timeout)??;
+        let mut status = self.node.watch_status();
+        loop {
+            if status.borrow_and_update().applied_index >= index {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, status.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Error::Stopped),
+                Err(_) => return Err(Error::Timeout),
+            }
+        }
+    }
+
+    /// etcd's quota check before a write that may grow the database: over quota, the
+    /// NOSPACE alarm is raised (through raft, so every member sees it) and the write fails
+    /// with `etcdserver: mvcc: database space exceeded`.
+    pub async fn check_quota(&self) -> Result<(), Error> {
+        if self.alarms.has(pb::AlarmType::Nospace) {
+            return Err(Error::NoSpace);
+        }
+        if self.mvcc.db_size_bytes() <= self.config.quota_backend_bytes {
+            return Ok(());
+        }
+        warn!(
+            quota_bytes = self.config.quota_backend_bytes,
+            db_size_bytes = self.mvcc.db_size_bytes(),
+            "database space exceeded; raising NOSPACE alarm"
+        );
+        let alarm = pb::AlarmRequest {
+            action: pb::alarm_request::AlarmAction::Activate as i32,
+            member_i_d: self.config.member_id,
+            alarm: pb::AlarmType::Nospace as i32,
+        };
+        self.propose(Request::Alarm(alarm)).await?;
+        Err(Error::NoSpace)
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// A running server; dropping it does not stop it, `shutdown` does.
+pub struct RunningServer {
+    pub server: Arc<EtcdServer>,
+    pub client_addrs: Vec<std::net::SocketAddr>,
+}
+
+fn member_dir(config: &StoreConfig) -> PathBuf {
+    config.data_dir.join("member")
+}
+
+/// Opens the member's data and starts serving. Returns once the listeners are bound.
+pub async fn start(config: StoreConfig) -> anyhow::Result<RunningServer> {
+    let dir = member_dir(&config);
+    std::fs::create_dir_all(&dir)?;
+    let metrics = Arc::new(Metrics::new(&config)?);
+    let mvcc = Arc::new(MvccStore::open(&dir.join("kv"), MvccConfig::default())?);
+    let applied_index = mvcc.consistent_index();
+    let (storage, writer) = DurableStorage::open(&dir.join("wal"), config.member_id)?;
+    info!(
+        name = %config.name,
+        member_id = format_args!("{:x}", config.member_id),
+        cluster_id = format_args!("{:x}", config.cluster_id),
+        data_dir = %config.data_dir.display(),
+        applied_index,
+        revision = mvcc.current_revision(),
+        "opened member data"
+    );
+
+    let election_timeout = config.heartbeat_interval * config.election_ticks as u32;
+    let lessor = Arc::new(Lessor::new(Lessor::min_ttl_for(election_timeout)));
+    for (id, ttl) in mvcc.leases()? {
+        lessor.grant(id, ttl);
+    }
+    for (key, lease) in mvcc.keys_with_lease()? {
+        lessor.attach(lease, &key);
+    }
+    let hub = WatchHub::new(mvcc.clone(), metrics.registry(), &tokio::runtime::Handle::current())?;
+    let node_config = NodeConfig {
+        id: config.member_id,
+        tick_interval: config.heartbeat_interval,
+        election_ticks: config.election_ticks,
+        heartbeat_ticks: 1,
+        applied_index,
+        max_size_per_msg: 1024 * 1024,
+        max_inflight_msgs: 256,
+    };
+    let (node, committed, _join) = node::start(node_config, storage.clone(), writer)?;
+    let waiters = Arc::new(Waiters::default());
+    let alarms = Arc::new(Alarms::default());
+    let applier = Applier {
+        mvcc: mvcc.clone(),
+        lessor: lessor.clone(),
+        hub: hub.clone(),
+        waiters: waiters.clone(),
+        alarms: alarms.clone(),
+        node: node.clone(),
+        member_id: config.member_id,
+    };
+    applier.spawn(committed);
+
+    // Request ids: member id in the high bits, time in the middle, a counter below, as
+    // etcd's idutil does, so ids never repeat across restarts.
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+    let first_id = ((config.member_id & 0xffff) << 48) | ((now_ms & 0xff_ffff_ffff) << 8);
+    let server = Arc::new(EtcdServer {
+        config: config.clone(),
+        mvcc,
+        lessor,
+        hub,
+        waiters,
+        alarms,
+        node,
+        storage,
+        metrics,
+        next_request_id: AtomicU64::new(first_id),
+        started: Instant::now(),
+    });
+
+    spawn_background(server.clone());
+
+    let mut client_addrs = Vec::new();
+    for addr in &config.listen_client {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        client_addrs.push(local);
+        info!(address = %local, "serving client traffic (gRPC + HTTP)");
+        let router = http::router(server.clone(), true);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                warn!(error = %e, "client listener stopped");
+            }
+        });
+    }
+    for addr in &config.listen_metrics {
+        let listener = TcpListener::bind(addr).await?;
+        info!(address = %listener.local_addr()?, "serving metrics");
+        let router = http::router(server.clone(), false);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+    }
+    Ok(RunningServer { server, client_addrs })
+}
+
+/// Lease expiry, auto compaction, RocksDB flush + raft log compaction, metrics refresh.
+fn spawn_background(server: Arc<EtcdServer>) {
+    let s = server.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LEASE_EXPIRY_CHECK_INTERVAL);
+        loop {
+            tick.tick().await;
+            if !s.node.status().is_leader {
+                continue;
+            }
+            for id in s.lessor.expired(Instant::now()) {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    match s.propose(Request::LeaseRevoke(pb::LeaseRevokeRequest { id })).await {
+                        Ok(_) | Err(Error::LeaseNotFound) => {}
+                        Err(e) => warn!(lease = id, error = %e, "revoking expired lease failed"),
+                    }
+                });
+            }
+        }
+    });
+    let s = server.clone();
+    tokio::spawn(async move { crate::compactor::run(s).await });
+    let s = server;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(APPLIED_CHECK_INTERVAL);
+        let mut last_flushed = s.mvcc.consistent_index();
+        loop {
+            tick.tick().await;
+            s.metrics.refresh(&s);
+            let applied = s.mvcc.consistent_index();
+            if applied.saturating_sub(last_flushed) < s.config.snapshot_count {
+                continue;
+            }
+            let mvcc = s.mvcc.clone();
+            let flushed = tokio::task::spawn_blocking(move || mvcc.flush().map(|_| applied)).await;
+            match flushed {
+                Ok(Ok(index)) => {
+                    // Everything up to `index` is now in RocksDB's SST files, so the raft
+                    // log before it is no longer needed for replay.
+                    if let Err(e) = s.storage.compact(index) {
+                        warn!(error = %e, "raft log compaction failed");
+                    }
+                    last_flushed = index;
+                }
+                Ok(Err(e)) => warn!(error = %e, "state machine flush failed"),
+                Err(e) => warn!(error = %e, "flush task failed"),
+            }
+        }
+    });
+}
+
+/// Creates a member data directory from a snapshot: the state machine from the snapshot,
+/// an empty raft log, and the consistent index reset so the new log applies from its start.
+pub fn restore_snapshot(file: &std::path::Path, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    if data_dir.exists() {
+        anyhow::bail!("data-dir {:?} exists", data_dir);
+    }
+    let member = data_dir.join("member");
+    std::fs::create_dir_all(&member)?;
+    crate::snapshot::restore(file, &member.join("kv"))?;
+    let mvcc = MvccStore::open(&member.join("kv"), MvccConfig::default())?;
+    mvcc.reset_consistent_index()?;
+    mvcc.flush()?;
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! skiff's integration tests: one test binary for the root crate (`cargo test -p skiff
+//! --test it`). They start real processes (skiff, and Debian's etcd as the reference) on
+//! loopback ports; `harness` owns that.
+
+mod etcd_client;
+mod etcdctl_diff;
+mod harness;
