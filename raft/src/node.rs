@@ -121,6 +121,7 @@ enum Input {
     Persisted { number: u64, result: std::result::Result<(), String> },
     Applied(u64),
     TransferLeader(u64),
+    CompactLog(u64),
     Stop,
 }
 
@@ -162,6 +163,12 @@ impl NodeHandle {
         let _ = self.tx.try_send(Input::TransferLeader(to));
     }
 
+    /// The state machine holds everything up to `index` durably: the log before it can go
+    /// (in memory and the WAL segments it fills).
+    pub fn compact_log(&self, index: u64) {
+        let _ = self.persisted_tx.send(Input::CompactLog(index));
+    }
+
     pub fn status(&self) -> NodeStatus {
         *self.status.borrow()
     }
@@ -197,6 +204,7 @@ pub fn start(
         ..Default::default()
     };
     raft_config.validate().map_err(|e| Error::Raft(e.to_string()))?;
+    maybe_advance_commit_to_applied(&storage, &writer, config.applied_index)?;
     let logger = crate::logger::slog_to_tracing();
     let mut raw = RawNode::new(&raft_config, storage.clone(), &logger).map_err(|e| Error::Raft(e.to_string()))?;
 
@@ -231,6 +239,27 @@ pub fn start(
     };
     let join = tokio::spawn(driver.run());
     Ok((handle, committed_rx, join))
+}
+
+/// The state machine may have applied entries whose commit index was not yet in a
+/// persisted hard state when the process died (commit advances in memory first). Those
+/// entries were committed, so the commit index is raised to the applied index before raft
+/// starts (raft-rs refuses `applied > committed`). An applied index beyond the log's end
+/// means the log lost entries the state machine had seen: refuse to start.
+fn maybe_advance_commit_to_applied(storage: &DurableStorage, writer: &LogWriter, applied: u64) -> Result<()> {
+    let mut hs = storage.hard_state();
+    if applied <= hs.commit {
+        return Ok(());
+    }
+    let last = storage.last_index().map_err(|e| Error::Raft(e.to_string()))?;
+    if applied > last {
+        return Err(Error::Storage(format!(
+            "state machine applied index {applied} is beyond the raft log's last index {last}: the raft log lost entries"
+        )));
+    }
+    hs.commit = applied;
+    let task = PersistTask { entries: Vec::new(), hard_state: Some(hs), snapshot: None, on_done: Box::new(|_| {}) };
+    writer.submit(task).map_err(|e| Error::Storage(e.to_string()))
 }
 
 struct Driver {
@@ -339,7 +368,27 @@ impl Driver {
                 }
             }
             Input::TransferLeader(to) => self.raw.transfer_leader(to),
+            Input::CompactLog(index) => self.compact_log(index),
             Input::Stop => self.stopped = Some(Error::Stopped),
+        }
+    }
+
+    fn compact_log(&mut self, index: u64) {
+        let index = index.min(self.raw.raft.raft_log.applied);
+        let Ok(term) = self.storage.term(index) else {
+            return; // already compacted past it
+        };
+        if index <= self.storage.snapshot_metadata().index {
+            return;
+        }
+        let mut meta = raft::eraftpb::SnapshotMetadata::default();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
+        let task = PersistTask { entries: Vec::new(), hard_state: None, snapshot: Some(meta), on_done: Box::new(|_| {}) };
+        match self.writer.submit(task) {
+            Ok(()) => self.storage.compact(index),
+            Err(e) => warn!(index, error = %e, "raft log compaction deferred"),
         }
     }
 

@@ -2,8 +2,10 @@
 //!
 //! One module per protobuf package, all siblings: prost refers to other packages as
 //! `super::<package>::Type`, so this flat layout is what makes those paths resolve.
-//! Field names follow prost's snake_case (`ID` -> `id`, `TTL` -> `ttl`,
-//! `dbSizeInUse` -> `db_size_in_use`); the wire names and numbers are etcd's.
+//! Field names follow prost's snake_case, which has quirks: `ID` -> `id`, `TTL` -> `ttl`,
+//! `memberID` -> `member_id`, `targetID` -> `target_id`, `dbSizeInUse` -> `db_size_in_use`,
+//! `grantedTTL` -> `granted_ttl`, but `peerURLs` -> `peer_ur_ls` and `clientURLs` ->
+//! `client_ur_ls`. The wire names and numbers are etcd's.
 
 #![allow(clippy::all, missing_docs)]
 

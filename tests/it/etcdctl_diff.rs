@@ -26,11 +26,14 @@
 //! - `127.0.0.1:<port>` becomes `<CLIENT_ADDR>` / `<PEER_ADDR>`; the scratch dir `<TMP>`;
 //! - raft term, raft index, applied index, db sizes, server version, hashes, and the
 //!   remaining TTL of a lease become placeholders; revisions are *not* normalized;
+//! - the keys attached to a lease (`lease timetolive --keys`) are sorted: etcd's order is
+//!   a Go map's;
 //! - etcdctl's own JSON log lines on stderr keep only `level`, `msg` and `error` (timestamps,
 //!   client UUIDs, durations and sizes go).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -40,7 +43,15 @@ use crate::harness::{scripts_dir, Output, RunningServer, Server};
 
 /// Every script in `tests/it/scripts/`, each with its own `skiff_matches_etcd_<name>` test.
 /// `etcd_vs_etcd_is_stable` fails if a script file is missing from this list.
-const SCRIPTS: &[&str] = &["kv", "get_flags", "txn", "lease", "watch", "maintenance", "errors"];
+const SCRIPTS: &[&str] = &[
+    "kv",
+    "get_flags",
+    "txn",
+    "lease",
+    "watch",
+    "maintenance",
+    "errors",
+];
 
 /// Longest `@watch-for` a script may ask for: scripts stay quick.
 const WATCH_FOR_MAX: Duration = Duration::from_secs(10);
@@ -48,15 +59,52 @@ const WATCH_FOR_MAX: Duration = Duration::from_secs(10);
 const REPEAT_MAX: usize = 10_000;
 /// Mismatching commands shown in full in a failure message.
 const MISMATCHES_SHOWN_MAX: usize = 20;
+/// Scripts running at once in this process (each runs two servers and etcdctl). `@watch-for`
+/// bounds are wall-clock, so an overloaded machine could cut a watch short; the test
+/// machines have 2 cores.
+const CONCURRENT_SCRIPTS_MAX: usize = 2;
+
+static RUNNING_SCRIPTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// A slot among [`CONCURRENT_SCRIPTS_MAX`], released on drop.
+struct ScriptPermit;
+
+impl ScriptPermit {
+    fn acquire() -> ScriptPermit {
+        let (count, freed) = &RUNNING_SCRIPTS;
+        let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= CONCURRENT_SCRIPTS_MAX {
+            running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        ScriptPermit
+    }
+}
+
+impl Drop for ScriptPermit {
+    fn drop(&mut self) {
+        let (count, freed) = &RUNNING_SCRIPTS;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
+}
 
 // ---- script parsing ----
 
 #[derive(Debug, Clone, PartialEq)]
 enum Step {
     /// An etcdctl run that is expected to exit by itself.
-    Run { line: usize, source: String, stdin: Option<String> },
+    Run {
+        line: usize,
+        source: String,
+        stdin: Option<String>,
+    },
     /// An etcdctl run killed after `duration`.
-    RunFor { line: usize, source: String, duration: Duration },
+    RunFor {
+        line: usize,
+        source: String,
+        duration: Duration,
+    },
 }
 
 impl Step {
@@ -81,26 +129,45 @@ fn parse_script(text: &str) -> anyhow::Result<Vec<Step>> {
             continue;
         }
         if let Some(rest) = trimmed.strip_prefix("@watch-for ") {
-            let (duration, command) = rest.trim().split_once(' ').context("@watch-for needs a duration and a command")?;
-            let duration = humantime::parse_duration(duration).with_context(|| format!("line {line}: bad duration"))?;
+            let (duration, command) = rest
+                .trim()
+                .split_once(' ')
+                .context("@watch-for needs a duration and a command")?;
+            let duration = humantime::parse_duration(duration)
+                .with_context(|| format!("line {line}: bad duration"))?;
             if duration > WATCH_FOR_MAX {
                 bail!("line {line}: @watch-for {duration:?} exceeds {WATCH_FOR_MAX:?}");
             }
-            steps.push(Step::RunFor { line, source: command.trim().to_string(), duration });
+            steps.push(Step::RunFor {
+                line,
+                source: command.trim().to_string(),
+                duration,
+            });
         } else if trimmed.starts_with('@') {
             bail!("line {line}: unknown directive {trimmed:?}");
         } else if let Some(command) = trimmed.strip_suffix("<<EOF") {
             let mut stdin = String::new();
             loop {
-                let (_, body) = lines.next().with_context(|| format!("line {line}: heredoc without EOF"))?;
+                let (_, body) = lines
+                    .next()
+                    .with_context(|| format!("line {line}: heredoc without EOF"))?;
                 if body.trim() == "EOF" {
                     break;
                 }
-                expand_heredoc_line(body, &mut stdin).with_context(|| format!("heredoc of line {line}"))?;
+                expand_heredoc_line(body, &mut stdin)
+                    .with_context(|| format!("heredoc of line {line}"))?;
             }
-            steps.push(Step::Run { line, source: command.trim().to_string(), stdin: Some(stdin) });
+            steps.push(Step::Run {
+                line,
+                source: command.trim().to_string(),
+                stdin: Some(stdin),
+            });
         } else {
-            steps.push(Step::Run { line, source: trimmed.to_string(), stdin: None });
+            steps.push(Step::Run {
+                line,
+                source: trimmed.to_string(),
+                stdin: None,
+            });
         }
     }
     Ok(steps)
@@ -108,7 +175,9 @@ fn parse_script(text: &str) -> anyhow::Result<Vec<Step>> {
 
 fn expand_heredoc_line(body: &str, stdin: &mut String) -> anyhow::Result<()> {
     if let Some(rest) = body.trim().strip_prefix("@repeat ") {
-        let (count, template) = rest.split_once(' ').context("@repeat needs a count and a line")?;
+        let (count, template) = rest
+            .split_once(' ')
+            .context("@repeat needs a count and a line")?;
         let count: usize = count.parse().context("@repeat count")?;
         if count > REPEAT_MAX {
             bail!("@repeat {count} exceeds {REPEAT_MAX}");
@@ -188,6 +257,8 @@ struct Normalizer {
     numbers: BTreeMap<String, String>,
     number_token: Regex,
     log_line: Regex,
+    lease_keys_text: Regex,
+    lease_keys_json: Regex,
 }
 
 impl Normalizer {
@@ -199,6 +270,8 @@ impl Normalizer {
             numbers: BTreeMap::new(),
             number_token: Regex::new(r"\b[0-9a-f]{1,20}\b")?,
             log_line: Regex::new(r#"^\{"level":"#)?,
+            lease_keys_text: Regex::new(r"attached keys\(\[([^\]]*)\]\)")?,
+            lease_keys_json: Regex::new(r#""keys":\[([^\]]*)\]"#)?,
         };
         n.add_literal(format!("127.0.0.1:{}", server.client_port), "<CLIENT_ADDR>");
         n.add_literal(format!("127.0.0.1:{}", server.peer_port), "<PEER_ADDR>");
@@ -227,15 +300,19 @@ impl Normalizer {
             (r#""dbSizeInUse":\d+"#, r#""dbSizeInUse":<SIZE>"#),
             (r#""dbSizeQuota":\d+"#, r#""dbSizeQuota":<SIZE>"#),
             (r#""version":"[^"]*""#, r#""version":"<VERSION>""#),
-            (r#""storageVersion":"[^"]*""#, r#""storageVersion":"<VERSION>""#),
+            (
+                r#""storageVersion":"[^"]*""#,
+                r#""storageVersion":"<VERSION>""#,
+            ),
             // Latencies.
             (r#""took":"[^"]*""#, r#""took":"<DURATION>""#),
             (r"took = \S+", "took = <DURATION>"),
             // Hashes depend on the backend's layout.
             (r#""hash":\d+"#, r#""hash":<HASH>"#),
-            // Remaining TTL depends on when the second ticked; granted TTL stays.
-            (r"remaining\(-?\d+s\)", "remaining(<TTL>s)"),
-            (r#""ttl":-?\d+,"granted-ttl""#, r#""ttl":<TTL>,"granted-ttl""#),
+            // Remaining TTL depends on when the second ticked; the granted TTL stays, and
+            // so does -1 (expired or unknown lease), which is not a matter of timing.
+            (r"remaining\(\d+s\)", "remaining(<TTL>s)"),
+            (r#""ttl":\d+,"granted-ttl""#, r#""ttl":<TTL>,"granted-ttl""#),
         ];
         for (pattern, replacement) in rules {
             n.rules.push((Regex::new(pattern)?, replacement));
@@ -245,15 +322,18 @@ impl Normalizer {
 
     fn add_literal(&mut self, from: String, to: &str) {
         self.literals.push((from, to.to_string()));
-        self.literals.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        self.literals
+            .sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
     }
 
     /// An ID appears in decimal (JSON), `%016x` (leases) and `%x` (member list). Lease IDs
     /// are int64 on the wire but etcd keeps them positive, so one decimal form suffices.
     fn add_id(&mut self, id: u64, placeholder: &str) {
         self.numbers.insert(id.to_string(), placeholder.to_string());
-        self.numbers.insert(format!("{id:016x}"), placeholder.to_string());
-        self.numbers.insert(format!("{id:x}"), placeholder.to_string());
+        self.numbers
+            .insert(format!("{id:016x}"), placeholder.to_string());
+        self.numbers
+            .insert(format!("{id:x}"), placeholder.to_string());
     }
 
     /// Learns lease IDs from the output of a `lease grant`.
@@ -263,7 +343,9 @@ impl Normalizer {
         let id = if let Some(c) = text_form.captures(stdout) {
             u64::from_str_radix(&c[1], 16).ok().map(|id| id as i64)
         } else {
-            json_form.captures(stdout).and_then(|c| c[1].parse::<i64>().ok())
+            json_form
+                .captures(stdout)
+                .and_then(|c| c[1].parse::<i64>().ok())
         };
         if let Some(id) = id {
             self.leases.push(id);
@@ -291,6 +373,23 @@ impl Normalizer {
 
     fn line(&self, line: &str) -> String {
         let mut line = line.trim_end().to_string();
+        // etcd keeps a lease's keys in a Go map: their order is unspecified, so sort them.
+        line = self
+            .lease_keys_text
+            .replace_all(&line, |c: &regex::Captures| {
+                let mut keys: Vec<&str> = c[1].split(' ').collect();
+                keys.sort_unstable();
+                format!("attached keys([{}])", keys.join(" "))
+            })
+            .into_owned();
+        line = self
+            .lease_keys_json
+            .replace_all(&line, |c: &regex::Captures| {
+                let mut keys: Vec<&str> = c[1].split(',').collect();
+                keys.sort_unstable();
+                format!(r#""keys":[{}]"#, keys.join(","))
+            })
+            .into_owned();
         for (from, to) in &self.literals {
             line = line.replace(from.as_str(), to);
         }
@@ -301,7 +400,10 @@ impl Normalizer {
         // numbers are implausible: IDs are 64-bit random-looking values.
         self.number_token
             .replace_all(&line, |c: &regex::Captures| {
-                self.numbers.get(&c[0]).cloned().unwrap_or_else(|| c[0].to_string())
+                self.numbers
+                    .get(&c[0])
+                    .cloned()
+                    .unwrap_or_else(|| c[0].to_string())
             })
             .into_owned()
     }
@@ -310,7 +412,11 @@ impl Normalizer {
     fn stderr_line(&self, line: &str) -> String {
         if self.log_line.is_match(line) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                let mut out = format!("log {}: {}", v["level"].as_str().unwrap_or("?"), v["msg"].as_str().unwrap_or("?"));
+                let mut out = format!(
+                    "log {}: {}",
+                    v["level"].as_str().unwrap_or("?"),
+                    v["msg"].as_str().unwrap_or("?")
+                );
                 if let Some(error) = v["error"].as_str() {
                     write!(out, " error={error}").expect("writing to a String");
                 }
@@ -323,7 +429,11 @@ impl Normalizer {
     fn transcript(&self, source: &str, out: &Output) -> Vec<String> {
         let mut lines = vec![format!("$ {source}")];
         lines.extend(out.stdout.lines().map(|l| self.line(l)));
-        lines.extend(out.stderr.lines().map(|l| format!("[stderr] {}", self.stderr_line(l))));
+        lines.extend(
+            out.stderr
+                .lines()
+                .map(|l| format!("[stderr] {}", self.stderr_line(l))),
+        );
         lines.push(match out.code {
             Some(code) => format!("[exit {code}]"),
             None => "[killed]".to_string(),
@@ -347,7 +457,8 @@ fn run_script(server: &RunningServer, steps: &[Step]) -> anyhow::Result<Vec<Bloc
     let mut blocks = Vec::new();
     for step in steps {
         let expanded = normalizer.expand(step.source(), &scratch);
-        let args = split_words(&expanded).with_context(|| format!("script line {}", step.line()))?;
+        let args =
+            split_words(&expanded).with_context(|| format!("script line {}", step.line()))?;
         let out = match step {
             Step::Run { stdin, .. } => server.etcdctl(&args, stdin.as_deref())?,
             Step::RunFor { duration, .. } => server.etcdctl_for(&args, *duration)?,
@@ -355,14 +466,18 @@ fn run_script(server: &RunningServer, steps: &[Step]) -> anyhow::Result<Vec<Bloc
         if args.len() >= 2 && args[0] == "lease" && args[1] == "grant" {
             normalizer.observe_grant(&out.stdout);
         }
-        blocks.push(Block { line: step.line(), lines: normalizer.transcript(step.source(), &out) });
+        blocks.push(Block {
+            line: step.line(),
+            lines: normalizer.transcript(step.source(), &out),
+        });
     }
     Ok(blocks)
 }
 
 fn load_script(name: &str) -> anyhow::Result<Vec<Step>> {
     let path = scripts_dir().join(format!("{name}.txt"));
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     parse_script(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -370,17 +485,24 @@ fn load_script(name: &str) -> anyhow::Result<Vec<Step>> {
 /// report of every command whose normalized output differs.
 fn must_match(script: &str, left: Server, right: Server) -> anyhow::Result<()> {
     let steps = load_script(script)?;
+    let _permit = ScriptPermit::acquire();
     // Start both first so they run concurrently, each from a fresh data dir.
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| left.start());
         let b = s.spawn(|| right.start());
-        (a.join().expect("start thread panicked"), b.join().expect("start thread panicked"))
+        (
+            a.join().expect("start thread panicked"),
+            b.join().expect("start thread panicked"),
+        )
     });
     let (a, b) = (a?, b?);
     let (left_blocks, right_blocks) = std::thread::scope(|s| {
         let l = s.spawn(|| run_script(&a, &steps));
         let r = s.spawn(|| run_script(&b, &steps));
-        (l.join().expect("script thread panicked"), r.join().expect("script thread panicked"))
+        (
+            l.join().expect("script thread panicked"),
+            r.join().expect("script thread panicked"),
+        )
     });
     let (left_blocks, right_blocks) = (left_blocks?, right_blocks?);
     let transcripts = save_transcripts(script, [(left, &left_blocks), (right, &right_blocks)])?;
@@ -395,8 +517,17 @@ fn must_match(script: &str, left: Server, right: Server) -> anyhow::Result<()> {
         if mismatches > MISMATCHES_SHOWN_MAX {
             continue;
         }
-        let first = l.lines.iter().zip(&r.lines).position(|(x, y)| x != y).unwrap_or(l.lines.len().min(r.lines.len()));
-        writeln!(report, "\n--- scripts/{script}.txt:{} (first difference at output line {first})", l.line)?;
+        let first = l
+            .lines
+            .iter()
+            .zip(&r.lines)
+            .position(|(x, y)| x != y)
+            .unwrap_or(l.lines.len().min(r.lines.len()));
+        writeln!(
+            report,
+            "\n--- scripts/{script}.txt:{} (first difference at output line {first})",
+            l.line
+        )?;
         writeln!(report, "  {}:", left.name())?;
         for line in &l.lines {
             writeln!(report, "    {line}")?;
@@ -408,7 +539,11 @@ fn must_match(script: &str, left: Server, right: Server) -> anyhow::Result<()> {
     }
     if mismatches > 0 {
         if mismatches > MISMATCHES_SHOWN_MAX {
-            writeln!(report, "\n... and {} more", mismatches - MISMATCHES_SHOWN_MAX)?;
+            writeln!(
+                report,
+                "\n... and {} more",
+                mismatches - MISMATCHES_SHOWN_MAX
+            )?;
         }
         bail!(
             "{mismatches} of {} commands in scripts/{script}.txt differ between {} and {}:{report}\n\
@@ -426,13 +561,25 @@ fn must_match(script: &str, left: Server, right: Server) -> anyhow::Result<()> {
 
 /// Writes both normalized transcripts under the cargo target dir, for reading and for
 /// `diff`ing by hand; returns the directory.
-fn save_transcripts(script: &str, sides: [(Server, &[Block]); 2]) -> anyhow::Result<std::path::PathBuf> {
+fn save_transcripts(
+    script: &str,
+    sides: [(Server, &[Block]); 2],
+) -> anyhow::Result<std::path::PathBuf> {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("etcdctl_diff");
     std::fs::create_dir_all(&dir)?;
     let [(left, _), (right, _)] = sides;
     for (side, (server, blocks)) in ["left", "right"].into_iter().zip(sides) {
-        let text: String = blocks.iter().flat_map(|b| b.lines.iter()).map(|l| format!("{l}\n")).collect();
-        let name = format!("{script}.{}-vs-{}.{side}-{}.txt", left.name(), right.name(), server.name());
+        let text: String = blocks
+            .iter()
+            .flat_map(|b| b.lines.iter())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let name = format!(
+            "{script}.{}-vs-{}.{side}-{}.txt",
+            left.name(),
+            right.name(),
+            server.name()
+        );
         std::fs::write(dir.join(name), text)?;
     }
     Ok(dir)
@@ -445,26 +592,42 @@ fn save_transcripts(script: &str, sides: [(Server, &[Block]); 2]) -> anyhow::Res
 fn etcd_vs_etcd_is_stable() -> anyhow::Result<()> {
     let mut on_disk: Vec<String> = std::fs::read_dir(scripts_dir())?
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".txt").map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".txt")
+                .map(str::to_string)
+        })
         .collect();
     on_disk.sort();
     let mut listed: Vec<String> = SCRIPTS.iter().map(|s| s.to_string()).collect();
     listed.sort();
-    assert_eq!(on_disk, listed, "every script needs an entry in SCRIPTS (and a skiff_matches_etcd_* test)");
+    assert_eq!(
+        on_disk, listed,
+        "every script needs an entry in SCRIPTS (and a skiff_matches_etcd_* test)"
+    );
 
     let failures: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = SCRIPTS.iter().map(|name| s.spawn(move || must_match(name, Server::Etcd, Server::Etcd))).collect();
+        let handles: Vec<_> = SCRIPTS
+            .iter()
+            .map(|name| s.spawn(move || must_match(name, Server::Etcd, Server::Etcd)))
+            .collect();
         handles
             .into_iter()
             .zip(SCRIPTS)
-            .filter_map(|(h, name)| match h.join().expect("script thread panicked") {
-                Ok(()) => None,
-                Err(e) => Some(format!("{name}: {e:?}")),
-            })
+            .filter_map(
+                |(h, name)| match h.join().expect("script thread panicked") {
+                    Ok(()) => None,
+                    Err(e) => Some(format!("{name}: {e:?}")),
+                },
+            )
             .collect()
     });
     if !failures.is_empty() {
-        bail!("etcd is not stable against itself after normalization:\n{}", failures.join("\n\n"));
+        bail!(
+            "etcd is not stable against itself after normalization:\n{}",
+            failures.join("\n\n")
+        );
     }
     Ok(())
 }
@@ -490,7 +653,10 @@ skiff_matches_etcd! {
 
 #[test]
 fn split_words_handles_quotes_and_escapes() {
-    assert_eq!(split_words(r#"put "a b" 'c "d"' e\ f """#).unwrap(), vec!["put", "a b", "c \"d\"", "e f", ""]);
+    assert_eq!(
+        split_words(r#"put "a b" 'c "d"' e\ f """#).unwrap(),
+        vec!["put", "a b", "c \"d\"", "e f", ""]
+    );
     assert!(split_words("put 'x").is_err());
 }
 
@@ -500,9 +666,21 @@ fn parse_script_reads_heredocs_and_directives() {
     assert_eq!(
         steps,
         vec![
-            Step::Run { line: 3, source: "put a 1".into(), stdin: None },
-            Step::Run { line: 4, source: "txn".into(), stdin: Some("put x y\nput k0 v\nput k1 v\n\n".into()) },
-            Step::RunFor { line: 9, source: "watch a".into(), duration: Duration::from_millis(1500) },
+            Step::Run {
+                line: 3,
+                source: "put a 1".into(),
+                stdin: None
+            },
+            Step::Run {
+                line: 4,
+                source: "txn".into(),
+                stdin: Some("put x y\nput k0 v\nput k1 v\n\n".into())
+            },
+            Step::RunFor {
+                line: 9,
+                source: "watch a".into(),
+                duration: Duration::from_millis(1500)
+            },
         ]
     );
     assert!(parse_script("@sleep 1s").is_err());

@@ -87,7 +87,9 @@ impl RunningServer {
         // etcdctl is needed for readiness either way; fail early with the hint.
         must_find_binary("etcdctl")?;
 
-        let dir = tempfile::Builder::new().prefix(&format!("skiff-it-{}-", kind.name())).tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("skiff-it-{}-", kind.name()))
+            .tempdir()?;
         std::fs::create_dir(dir.path().join("scratch"))?;
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("server.log");
@@ -120,12 +122,25 @@ impl RunningServer {
             }
         }
         let log = std::fs::File::create(&log_path)?;
-        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
-        let child = cmd.spawn().with_context(|| format!("spawning {}", binary.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", binary.display()))?;
 
-        let mut server = RunningServer { client_port, peer_port, dir, child };
+        let mut server = RunningServer {
+            client_port,
+            peer_port,
+            dir,
+            child,
+        };
         server.wait_ready().with_context(|| {
-            format!("{} did not become ready; log tail:\n{}", kind.name(), server.log_tail())
+            format!(
+                "{} did not become ready; log tail:\n{}",
+                kind.name(),
+                server.log_tail()
+            )
         })?;
         Ok(server)
     }
@@ -140,7 +155,8 @@ impl RunningServer {
     }
 
     pub fn log_tail(&self) -> String {
-        let mut text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let mut text =
+            std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
         if text.len() > LOG_TAIL_BYTES_MAX {
             let mut cut = text.len() - LOG_TAIL_BYTES_MAX;
             while !text.is_char_boundary(cut) {
@@ -165,7 +181,12 @@ impl RunningServer {
             if TcpStream::connect_timeout(&addr, POLL_INTERVAL * 5).is_ok() {
                 // Accepting connections is not serving: a read must go through.
                 let out = self.etcdctl_timeout(
-                    &["--dial-timeout=1s", "--command-timeout=2s", "get", "skiff-harness-ready"],
+                    &[
+                        "--dial-timeout=1s",
+                        "--command-timeout=2s",
+                        "get",
+                        "skiff-harness-ready",
+                    ],
                     None,
                     Duration::from_secs(5),
                 )?;
@@ -179,13 +200,21 @@ impl RunningServer {
     }
 
     /// Runs `etcdctl --endpoints=<this server> <args>`, bounded by [`ETCDCTL_TIMEOUT`].
-    pub fn etcdctl<S: AsRef<OsStr>>(&self, args: &[S], stdin: Option<&str>) -> anyhow::Result<Output> {
+    pub fn etcdctl<S: AsRef<OsStr>>(
+        &self,
+        args: &[S],
+        stdin: Option<&str>,
+    ) -> anyhow::Result<Output> {
         self.etcdctl_timeout(args, stdin, ETCDCTL_TIMEOUT)
     }
 
     /// Like [`Self::etcdctl`], but kills etcdctl after `duration` (for `watch`): the output
     /// up to then is the result and `code` is `None`.
-    pub fn etcdctl_for<S: AsRef<OsStr>>(&self, args: &[S], duration: Duration) -> anyhow::Result<Output> {
+    pub fn etcdctl_for<S: AsRef<OsStr>>(
+        &self,
+        args: &[S],
+        duration: Duration,
+    ) -> anyhow::Result<Output> {
         self.etcdctl_timeout(args, None, duration)
     }
 
@@ -201,7 +230,9 @@ impl RunningServer {
                 cmd.env_remove(&key);
             }
         }
-        cmd.env("ETCDCTL_API", "3").arg(format!("--endpoints={}", self.client_url())).args(args);
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.client_url()))
+            .args(args);
         run_bounded(cmd, stdin, timeout)
     }
 }
@@ -216,10 +247,18 @@ impl Drop for RunningServer {
 
 /// Runs `cmd` with `stdin`, killing it after `timeout`. Readers run on their own threads so
 /// a chatty child never blocks on a full pipe.
-pub fn run_bounded(mut cmd: Command, stdin: Option<&str>, timeout: Duration) -> anyhow::Result<Output> {
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+pub fn run_bounded(
+    mut cmd: Command,
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<Output> {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
     if let Some(input) = stdin {
         use std::io::Write;

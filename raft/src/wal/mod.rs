@@ -35,7 +35,7 @@ pub(crate) use log_state::LogState;
 use log_state::{IndexTerm, LogError};
 use record::{Record, SegmentHeader};
 use segment::{io_err, SegmentFile};
-pub use writer::{LogWriter, PersistTask, WriterStats, GROUP_COMMIT_TASKS_MAX, WRITE_QUEUE_TASKS_MAX};
+pub use writer::{LogWriter, PersistTask, WalMetrics, WriterStats, GROUP_COMMIT_TASKS_MAX, WRITE_QUEUE_TASKS_MAX};
 
 /// Default size segments are preallocated to and rolled at (etcd's `SegmentSizeBytes`).
 pub const SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
@@ -75,13 +75,14 @@ pub struct WalConfig {
     /// Segments are preallocated to this size and a new one is started when a record would
     /// not fit. A record bigger than a whole segment gets a segment of its own, sized to fit.
     pub segment_bytes: u64,
-    /// Where the writer registers its metrics; `None` means the process-wide default registry.
-    pub registry: Option<prometheus::Registry>,
+    /// The writer's metrics (`WalMetrics::register`); `None` means the process-wide ones in
+    /// the default registry.
+    pub metrics: Option<WalMetrics>,
 }
 
 impl WalConfig {
     pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
-        WalConfig { dir: dir.into(), segment_bytes: SEGMENT_BYTES_MAX, registry: None }
+        WalConfig { dir: dir.into(), segment_bytes: SEGMENT_BYTES_MAX, metrics: None }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -122,7 +123,7 @@ pub struct Recovered {
 pub struct Wal {
     dir: PathBuf,
     segment_bytes: u64,
-    registry: Option<prometheus::Registry>,
+    metrics: Option<WalMetrics>,
     /// Live segments in order; the last one is written to.
     segments: Vec<SegmentFile>,
     file: File,
@@ -225,12 +226,12 @@ impl Wal {
         let wal = Wal {
             dir,
             segment_bytes: config.segment_bytes,
-            registry: config.registry.clone(),
+            metrics: config.metrics.clone(),
             written_offset: scan.end_offset,
             synced_offset: scan.end_offset,
             preallocated_bytes: scan.header.preallocated_bytes,
             synced_snapshot_index: log.snapshot.index,
-            log: log.map(IndexTerm::from),
+            log: log.map(|e| IndexTerm::from(e)),
             segments,
             file,
             pending: Vec::new(),
@@ -248,7 +249,7 @@ impl Wal {
         let wal = Wal {
             dir: config.dir.clone(),
             segment_bytes: config.segment_bytes,
-            registry: config.registry.clone(),
+            metrics: config.metrics.clone(),
             segments: vec![seg],
             file,
             written_offset: prologue.len() as u64,
@@ -452,8 +453,8 @@ impl Wal {
         self.poisoned
     }
 
-    pub(crate) fn registry(&self) -> Option<&prometheus::Registry> {
-        self.registry.as_ref()
+    pub(crate) fn metrics(&self) -> Option<&WalMetrics> {
+        self.metrics.as_ref()
     }
 
     #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]

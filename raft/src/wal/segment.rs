@@ -3,8 +3,9 @@
 //!
 //! The rule for a bad record (bad CRC, unknown type, or running past the end of the file):
 //! - in the last segment, if nothing but zeros follows the bytes it claims (or it runs past the
-//!   end of a file shorter than its preallocated size), it is a torn tail: the last write did
-//!   not fully reach the disk before a crash. It is cut.
+//!   end of a file shorter than its preallocated size, or its length is garbage and all
+//!   non-zero bytes after it fit in one page), it is a torn tail: the last write did not fully
+//!   reach the disk before a crash. It is cut.
 //! - anywhere else it is corruption, reported with the file and offset. Never skipped: records
 //!   after it would be replayed with a hole before them.
 
@@ -15,6 +16,9 @@ use std::path::{Path, PathBuf};
 use super::record::{self, Frame, Record, SegmentHeader};
 use super::{Error, Result};
 
+/// Garbage of unknown length at the end of the last segment is taken for a torn write only
+/// if it fits in one page, the unit the kernel writes back.
+const TORN_GARBAGE_BYTES_MAX: usize = 4096;
 /// `{seq:016x}-{first_index:016x}.wal`
 const SEGMENT_SUFFIX: &str = ".wal";
 /// Extension of a segment being created; any left at open are remains of a crash.
@@ -166,15 +170,17 @@ pub fn scan_segment(segment: &SegmentFile, is_last: bool) -> Result<Scan> {
                 break;
             }
             Frame::Bad { reason, claimed_end } => {
+                let last_non_zero = buf.iter().rposition(|&b| b != 0).unwrap_or(0);
                 let rest_is_zero = match claimed_end {
                     // The record runs past the end of the file. A crash can leave a file
-                    // shorter than written only before its size reached the preallocated one;
-                    // a record claiming bytes past the preallocated size was never written so.
-                    Some(end) if offset + end > buf.len() => offset + end <= preallocated,
-                    Some(end) => first_non_zero(&buf[offset + end..]).is_none(),
-                    // Only a header cut by the end of the file has no length; a garbage length
-                    // over the record limit has none either and is corruption.
-                    None => buf.len() - offset < record::RECORD_HEADER_BYTES,
+                    // shorter than written only before its size reached the preallocated one.
+                    Some(end) if offset + end > buf.len() && offset + end <= preallocated => true,
+                    Some(end) if offset + end <= buf.len() => first_non_zero(&buf[offset + end..]).is_none(),
+                    // The length is garbage (over the limit, or past the preallocated size,
+                    // which the writer never writes beyond), so where the record ends is
+                    // unknown. Garbage confined to one page at the very end is the page a crash
+                    // interrupted; more than that may hide good records, so it is corruption.
+                    _ => last_non_zero < offset + TORN_GARBAGE_BYTES_MAX,
                 };
                 if is_last && rest_is_zero {
                     torn = Some(reason);

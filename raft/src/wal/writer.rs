@@ -78,19 +78,29 @@ struct Shared {
     write_bytes: AtomicU64,
 }
 
+/// The writer's Prometheus metrics, named as etcd's so its dashboards work. Register them
+/// once per registry and pass clones in `WalConfig::metrics`: a reopened WAL keeps counting
+/// in the same series.
 #[derive(Clone)]
-struct Metrics {
+pub struct WalMetrics {
     fsync_duration: Histogram,
     write_bytes: IntCounter,
     tasks_per_fsync: Histogram,
 }
 
-impl Metrics {
-    fn new() -> Metrics {
+impl std::fmt::Debug for WalMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalMetrics").field("fsyncs", &self.fsync_duration.get_sample_count()).finish_non_exhaustive()
+    }
+}
+
+impl WalMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &Registry) -> Result<WalMetrics> {
         // etcd's buckets: 1ms .. 8s.
         let fsync_buckets = prometheus::exponential_buckets(0.001, 2.0, 14).expect("valid buckets");
         let batch_buckets = prometheus::exponential_buckets(1.0, 2.0, 12).expect("valid buckets");
-        Metrics {
+        let m = WalMetrics {
             fsync_duration: Histogram::with_opts(
                 HistogramOpts::new("etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL.")
                     .buckets(fsync_buckets),
@@ -103,38 +113,20 @@ impl Metrics {
                     .buckets(batch_buckets),
             )
             .expect("valid histogram"),
-        }
-    }
-
-    fn register(&self, registry: &Registry) -> Result<()> {
+        };
         let reg = |c: Box<dyn prometheus::core::Collector>| {
             registry.register(c).map_err(|e| Error::Config(format!("registering wal metrics: {e}")))
         };
-        reg(Box::new(self.fsync_duration.clone()))?;
-        reg(Box::new(self.write_bytes.clone()))?;
-        reg(Box::new(self.tasks_per_fsync.clone()))
+        reg(Box::new(m.fsync_duration.clone()))?;
+        reg(Box::new(m.write_bytes.clone()))?;
+        reg(Box::new(m.tasks_per_fsync.clone()))?;
+        Ok(m)
     }
 
-    /// The metrics in `registry`, or the process-wide ones in the default registry (shared
-    /// by every writer of the process, as there is one raft log per process).
-    fn for_registry(registry: Option<&Registry>) -> Result<Metrics> {
-        static DEFAULT: OnceLock<Metrics> = OnceLock::new();
-        match registry {
-            Some(r) => {
-                let m = Metrics::new();
-                m.register(r)?;
-                Ok(m)
-            }
-            None => Ok(DEFAULT
-                .get_or_init(|| {
-                    let m = Metrics::new();
-                    if let Err(e) = m.register(prometheus::default_registry()) {
-                        error!(error = %e, "wal metrics not exported");
-                    }
-                    m
-                })
-                .clone()),
-        }
+    /// The process-wide metrics in the default registry, registered on first use.
+    pub fn default_registry() -> Result<WalMetrics> {
+        static DEFAULT: OnceLock<Result<WalMetrics>> = OnceLock::new();
+        DEFAULT.get_or_init(|| WalMetrics::register(prometheus::default_registry())).clone()
     }
 }
 
@@ -156,7 +148,10 @@ impl LogWriter {
     /// Starts the writer thread for `wal`; `storage` is the in-memory side tasks are applied
     /// to on submission (the one `DurableStorage::open` built from the same WAL).
     pub fn spawn(wal: Wal, storage: DurableStorage) -> Result<LogWriter> {
-        let metrics = Metrics::for_registry(wal.registry())?;
+        let metrics = match wal.metrics() {
+            Some(m) => m.clone(),
+            None => WalMetrics::default_registry()?,
+        };
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_TASKS_MAX);
         let shared = Arc::new(Shared::default());
         let thread_shared = shared.clone();
@@ -198,7 +193,7 @@ impl LogWriter {
     }
 
     fn enqueue(&self, permit: mpsc::Permit<'_, PersistTask>, task: PersistTask) -> Result<()> {
-        self.storage.apply_then(&task.batch(), || permit.send(task))
+        self.storage.apply_then(task, |task| permit.send(task))
     }
 
     pub fn stats(&self) -> WriterStats {
@@ -225,7 +220,7 @@ impl LogWriter {
     }
 }
 
-fn run(mut wal: Wal, mut rx: mpsc::Receiver<PersistTask>, shared: Arc<Shared>, metrics: Metrics) {
+fn run(mut wal: Wal, mut rx: mpsc::Receiver<PersistTask>, shared: Arc<Shared>, metrics: WalMetrics) {
     let mut batch = Vec::with_capacity(GROUP_COMMIT_TASKS_MAX);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -249,7 +244,7 @@ fn run(mut wal: Wal, mut rx: mpsc::Receiver<PersistTask>, shared: Arc<Shared>, m
 }
 
 /// Appends every task, fsyncs once, then compacts up to the newest snapshot marker.
-fn persist(wal: &mut Wal, batch: &[PersistTask], shared: &Shared, metrics: &Metrics) -> Result<()> {
+fn persist(wal: &mut Wal, batch: &[PersistTask], shared: &Shared, metrics: &WalMetrics) -> Result<()> {
     let mut bytes = 0;
     for task in batch {
         bytes += wal.append(&task.batch())?;

@@ -277,7 +277,7 @@ impl Applier {
 
     fn apply_alarm(&self, a: pb::AlarmRequest) -> pb::AlarmResponse {
         let mut alarms = self.alarms.inner.lock();
-        let member = pb::AlarmMember { member_i_d: a.member_i_d, alarm: a.alarm };
+        let member = pb::AlarmMember { member_id: a.member_id, alarm: a.alarm };
         let out = match pb::alarm_request::AlarmAction::try_from(a.action) {
             Ok(pb::alarm_request::AlarmAction::Get) => alarms.clone(),
             Ok(pb::alarm_request::AlarmAction::Activate) => {
@@ -289,8 +289,8 @@ impl Applier {
             Ok(pb::alarm_request::AlarmAction::Deactivate) => {
                 let before = alarms.len();
                 alarms.retain(|m| {
-                    !(m.alarm == a.alarm && (a.member_i_d == 0 || m.member_i_d == a.member_i_d))
-                        && !(a.alarm == pb::AlarmType::None as i32 && a.member_i_d == 0)
+                    !(m.alarm == a.alarm && (a.member_id == 0 || m.member_id == a.member_id))
+                        && !(a.alarm == pb::AlarmType::None as i32 && a.member_id == 0)
                 });
                 if alarms.len() == before {
                     vec![]

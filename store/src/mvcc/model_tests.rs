@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 
-use super::tests::must_open;
+use super::store::{CF_KV, CF_LOG};
+use super::tests::{must_open, raw_count};
 use super::{Error, Event, EventKind, KeyValue, MvccStore, RangeOptions, RangeResult};
 
 /// Prefixes of each other, the 8-byte group boundary, `\0` and `\xff`.
@@ -268,6 +269,10 @@ fn run(ops: &[Op]) {
         }
         let got = (store.current_revision(), store.compact_revision(), store.consistent_index());
         assert_eq!(got, (model.current, model.compact, model.index), "revisions and index after {ctx}");
+        // Compaction must free space, not just hide versions.
+        let stored = (raw_count(&store, CF_KV), raw_count(&store, CF_LOG));
+        let live_log = model.versions.keys().filter(|(_, main, _)| *main > model.compact).count();
+        assert_eq!(stored, (model.versions.len(), live_log), "stored versions and log entries after {ctx}");
     }
     // Finally the whole history that is left, at every readable revision.
     for rev in model.compact.max(1)..=model.current {

@@ -53,7 +53,7 @@ impl Maintenance for MaintenanceService {
         let st = s.node.status();
         let mut errors = Vec::new();
         for a in s.alarms.list() {
-            errors.push(format!("memberID:{} alarm:{} ", a.member_i_d, alarm_name(a.alarm)));
+            errors.push(format!("memberID:{} alarm:{} ", a.member_id, alarm_name(a.alarm)));
         }
         Ok(Response::new(pb::StatusResponse {
             header: s.header(s.mvcc.current_revision()),
@@ -66,6 +66,9 @@ impl Maintenance for MaintenanceService {
             errors,
             db_size_in_use: s.mvcc.db_size_in_use_bytes() as i64,
             is_learner: false,
+            storage_version: String::new(),
+            db_size_quota: s.config.quota_backend_bytes as i64,
+            downgrade_info: None,
         }))
     }
 
@@ -138,7 +141,7 @@ impl Maintenance for MaintenanceService {
         if !st.is_leader {
             return Err(Error::NotLeader.into());
         }
-        if r.target_i_d != self.server.config.member_id {
+        if r.target_id != self.server.config.member_id {
             return Err(Error::BadLeaderTransferee.into());
         }
         // The only member is already the leader.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use skiff_raft::node::{self, NodeConfig, NodeHandle};
-use skiff_raft::storage::DurableStorage;
+use skiff_raft::storage::{DurableStorage, WalConfig};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -152,7 +152,7 @@ impl EtcdServer {
         );
         let alarm = pb::AlarmRequest {
             action: pb::alarm_request::AlarmAction::Activate as i32,
-            member_i_d: self.config.member_id,
+            member_id: self.config.member_id,
             alarm: pb::AlarmType::Nospace as i32,
         };
         self.propose(Request::Alarm(alarm)).await?;
@@ -181,7 +181,7 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<RunningServer> {
     let metrics = Arc::new(Metrics::new(&config)?);
     let mvcc = Arc::new(MvccStore::open(&dir.join("kv"), MvccConfig::default())?);
     let applied_index = mvcc.consistent_index();
-    let (storage, writer) = DurableStorage::open(&dir.join("wal"), config.member_id)?;
+    let (storage, writer) = DurableStorage::open_single_voter(WalConfig::new(dir.join("wal")), config.member_id)?;
     info!(
         name = %config.name,
         member_id = format_args!("{:x}", config.member_id),
@@ -308,9 +308,7 @@ fn spawn_background(server: Arc<EtcdServer>) {
                 Ok(Ok(index)) => {
                     // Everything up to `index` is now in RocksDB's SST files, so the raft
                     // log before it is no longer needed for replay.
-                    if let Err(e) = s.storage.compact(index) {
-                        warn!(error = %e, "raft log compaction failed");
-                    }
+                    s.node.compact_log(index);
                     last_flushed = index;
                 }
                 Ok(Err(e)) => warn!(error = %e, "state machine flush failed"),

@@ -376,7 +376,7 @@ async fn auto_ids_start_at_zero_and_skip_ids_in_use() {
 async fn cancel_stops_events_and_frees_the_id() {
     let f = Fixture::new();
     let mut s = TestStream::open(&f.hub, 16);
-    let id = s.must_watch(&f.hub, prefix("k")).await;
+    let id = s.must_watch(&f.hub, WatchCreate { watch_id: 9, ..prefix("k") }).await;
     assert_eq!(f.hub.cancel_watch(s.id, id), Some(f.hub.current_revision()));
     assert_eq!(f.hub.cancel_watch(s.id, id), None, "unknown id: no answer, as etcd");
     f.put("k1", "v");

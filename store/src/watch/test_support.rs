@@ -39,6 +39,7 @@ impl Fixture {
             block_cache_bytes: TEST_CACHE_BYTES,
             write_buffer_bytes: TEST_WRITE_BUFFER_BYTES,
             max_background_jobs: 1,
+            ..MvccConfig::default()
         };
         let mvcc = Arc::new(MvccStore::open(dir.path(), config).expect("open mvcc"));
         let hub = WatchHub::new(mvcc.clone(), progress_notify_interval);

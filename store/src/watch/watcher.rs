@@ -216,18 +216,18 @@ mod tests {
         index.insert(WatcherKey(1), &single);
         index.insert(WatcherKey(2), &prefix);
         index.insert(WatcherKey(3), &single);
-        let matches = |key: &[u8]| {
+        let matches = |index: &SyncedIndex, key: &[u8]| {
             let mut found = Vec::new();
             index.for_each_match(key, |k| found.push(k.0));
             found.sort();
             found
         };
-        assert_eq!(matches(b"k"), vec![1, 2, 3]);
-        assert_eq!(matches(b"k1"), vec![2]);
-        assert_eq!(matches(b"x"), Vec::<u64>::new());
+        assert_eq!(matches(&index, b"k"), vec![1, 2, 3]);
+        assert_eq!(matches(&index, b"k1"), vec![2]);
+        assert_eq!(matches(&index, b"x"), Vec::<u64>::new());
         index.remove(WatcherKey(1), &single);
         index.remove(WatcherKey(2), &prefix);
-        assert_eq!(matches(b"k"), vec![3]);
+        assert_eq!(matches(&index, b"k"), vec![3]);
         index.remove(WatcherKey(3), &single);
         assert!(index.is_empty());
     }
