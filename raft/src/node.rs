@@ -381,9 +381,7 @@ impl Driver {
         if index <= self.storage.snapshot_metadata().index {
             return;
         }
-        let mut meta = raft::eraftpb::SnapshotMetadata::default();
-        meta.index = index;
-        meta.term = term;
+        let mut meta = raft::eraftpb::SnapshotMetadata { index, term, ..Default::default() };
         meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
         let task = PersistTask { entries: Vec::new(), hard_state: None, snapshot: Some(meta), on_done: Box::new(|_| {}) };
         match self.writer.submit(task) {
@@ -448,10 +446,13 @@ impl Driver {
             if !persisted_messages.is_empty() {
                 self.send_messages(persisted_messages);
             }
+            self.raw.advance_append_async(rd);
         } else {
+            // Nothing to persist: the ready is durable as it is. raft-rs must see the ready
+            // advanced before it is reported persisted.
+            self.raw.advance_append_async(rd);
             self.raw.on_persist_ready(number);
         }
-        self.raw.advance_append_async(rd);
         Ok(())
     }
 

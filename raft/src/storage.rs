@@ -16,8 +16,8 @@ use parking_lot::RwLock;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
-pub use crate::wal::{LogWriter, PersistTask, WalConfig};
 use crate::wal::{LogBatch, LogState, Recovered, Result, Wal};
+pub use crate::wal::{LogWriter, PersistTask, WalConfig};
 
 /// The raft log as raft-rs sees it. Clones share one log.
 #[derive(Clone, Default)]
@@ -53,7 +53,10 @@ impl DurableStorage {
         if recovered == Recovered::default() {
             let mut meta = SnapshotMetadata::default();
             meta.mut_conf_state().voters = vec![id];
-            wal.append(&LogBatch { snapshot: Some(&meta), ..Default::default() })?;
+            wal.append(&LogBatch {
+                snapshot: Some(&meta),
+                ..Default::default()
+            })?;
             wal.sync()?;
             recovered.snapshot = Some(meta);
         }
@@ -72,9 +75,12 @@ impl DurableStorage {
         log.apply_snapshot(&snapshot);
         log.set_hard_state(recovered.hard_state);
         if let Some(first) = recovered.entries.first().map(|e| e.index) {
-            log.append(recovered.entries, first).expect("recovery returns a contiguous log after its snapshot");
+            log.append(recovered.entries, first)
+                .expect("recovery returns a contiguous log after its snapshot");
         }
-        DurableStorage { core: Arc::new(RwLock::new(log)) }
+        DurableStorage {
+            core: Arc::new(RwLock::new(log)),
+        }
     }
 
     /// Whether the log has a membership (a bootstrapped or joined member).
@@ -107,7 +113,11 @@ impl DurableStorage {
     /// Applies `task` to the log and, under the same lock, hands it to `then` (which
     /// enqueues it for the writer), so tasks reach memory and disk in the same order. A task
     /// that would break the log changes nothing and is dropped without calling `then`.
-    pub(crate) fn apply_then(&self, task: PersistTask, then: impl FnOnce(PersistTask)) -> Result<()> {
+    pub(crate) fn apply_then(
+        &self,
+        task: PersistTask,
+        then: impl FnOnce(PersistTask),
+    ) -> Result<()> {
         let mut core = self.core.write();
         let batch = task.batch();
         core.check_batch(batch.snapshot, batch.entries)?;
@@ -128,10 +138,19 @@ impl DurableStorage {
 impl raft::Storage for DurableStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
         let core = self.core.read();
-        Ok(RaftState { hard_state: core.hard_state.clone(), conf_state: core.conf_state.clone() })
+        Ok(RaftState {
+            hard_state: core.hard_state.clone(),
+            conf_state: core.conf_state.clone(),
+        })
     }
 
-    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, _context: GetEntriesContext) -> raft::Result<Vec<Entry>> {
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
         let core = self.core.read();
         if low < core.first_index() {
             return Err(raft::Error::Store(StorageError::Compacted));
@@ -170,13 +189,19 @@ impl raft::Storage for DurableStorage {
         let core = self.core.read();
         let (index, term) = core.prev();
         if index < request_index {
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
         }
         let mut snapshot = Snapshot::default();
         let meta = snapshot.mut_metadata();
         meta.index = index;
         meta.term = term.expect("the compaction point's term is known after recovery");
-        let conf_state = if index == core.snapshot.index { core.snapshot.get_conf_state() } else { &core.conf_state };
+        let conf_state = if index == core.snapshot.index {
+            core.snapshot.get_conf_state()
+        } else {
+            &core.conf_state
+        };
         meta.set_conf_state(conf_state.clone());
         Ok(snapshot)
     }
@@ -189,11 +214,21 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64) -> Entry {
-        Entry { index, term, data: vec![index as u8].into(), ..Default::default() }
+        Entry {
+            index,
+            term,
+            data: vec![index as u8].into(),
+            ..Default::default()
+        }
     }
 
     fn task(entries: Vec<Entry>, hard_state: Option<HardState>) -> PersistTask {
-        PersistTask { entries, hard_state, snapshot: None, on_done: Box::new(|_| {}) }
+        PersistTask {
+            entries,
+            hard_state,
+            snapshot: None,
+            on_done: Box::new(|_| {}),
+        }
     }
 
     fn storage_with(entries: Vec<Entry>) -> DurableStorage {
@@ -211,15 +246,23 @@ mod tests {
         // The compaction point keeps its term for log matching.
         assert_eq!(s.term(3).unwrap(), 3);
         assert_eq!(s.term(2), Err(raft::Error::Store(StorageError::Compacted)));
-        assert_eq!(s.term(6), Err(raft::Error::Store(StorageError::Unavailable)));
+        assert_eq!(
+            s.term(6),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        );
         assert_eq!(
             s.entries(3, 5, None, GetEntriesContext::empty(false)),
             Err(raft::Error::Store(StorageError::Compacted))
         );
-        let got = s.entries(4, 6, None, GetEntriesContext::empty(false)).unwrap();
+        let got = s
+            .entries(4, 6, None, GetEntriesContext::empty(false))
+            .unwrap();
         assert_eq!(got, vec![entry(4, 4), entry(5, 5)]);
         let snap = s.snapshot(0, 2).unwrap();
-        assert_eq!((snap.get_metadata().index, snap.get_metadata().term), (3, 3));
+        assert_eq!(
+            (snap.get_metadata().index, snap.get_metadata().term),
+            (3, 3)
+        );
         assert!(s.snapshot(4, 2).is_err());
     }
 
@@ -233,7 +276,10 @@ mod tests {
     #[test]
     fn a_batch_with_a_gap_changes_nothing() {
         let s = storage_with(vec![entry(1, 1)]);
-        let hs = HardState { term: 9, ..Default::default() };
+        let hs = HardState {
+            term: 9,
+            ..Default::default()
+        };
         let mut ran = false;
         let err = s.apply_then(task(vec![entry(3, 1)], Some(hs)), |_| ran = true);
         assert!(err.is_err());

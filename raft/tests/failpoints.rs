@@ -15,14 +15,22 @@ const DONE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn config(dir: &std::path::Path) -> WalConfig {
     let metrics = WalMetrics::register(&prometheus::Registry::new()).unwrap();
-    WalConfig { metrics: Some(metrics), ..WalConfig::new(dir) }
+    WalConfig {
+        metrics: Some(metrics),
+        ..WalConfig::new(dir)
+    }
 }
 
 /// Submits one entry and waits for its completion.
 fn persist(writer: &LogWriter, index: u64) -> Result<(), Error> {
     let (tx, rx) = mpsc::channel();
     let task = PersistTask {
-        entries: vec![Entry { index, term: 1, data: vec![index as u8].into(), ..Default::default() }],
+        entries: vec![Entry {
+            index,
+            term: 1,
+            data: vec![index as u8].into(),
+            ..Default::default()
+        }],
         hard_state: None,
         snapshot: None,
         on_done: Box::new(move |r| tx.send(r).unwrap()),
@@ -51,7 +59,11 @@ fn check_failure(failpoint: &str, entries_after_restart: u64) {
     scenario.teardown();
 
     let (storage, writer) = DurableStorage::open(config(dir.path())).unwrap();
-    assert_eq!(storage.last_index().unwrap(), entries_after_restart, "{failpoint}");
+    assert_eq!(
+        storage.last_index().unwrap(),
+        entries_after_restart,
+        "{failpoint}"
+    );
     writer.shutdown();
 }
 

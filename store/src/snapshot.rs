@@ -7,24 +7,34 @@
 //! ```text
 //! "SKIFFSNP" version:u32le
 //! { name_len:u32le name size:u64le bytes }*        one record per checkpoint file
-//! "SKIFFEND" crc32:u32le                           crc32 of every byte before it
+//! "SKIFFEND"
+//! zero padding to a multiple of 512 bytes
+//! sha256 of everything before it (32 bytes)
 //! ```
 //!
+//! The padding and the trailing SHA-256 follow etcd's snapshot convention: `etcdctl snapshot
+//! save` accepts a stream only if its size is 32 more than a multiple of 512 (the digest
+//! etcd appends), so the same client saves Skiff's snapshots unchanged.
+//!
 //! It is streamed in `CHUNK_BYTES` pieces, so memory does not grow with the database size.
-//! Restore checks the trailer before it writes anything (a truncated or corrupted download
+//! Restore checks the digest before it writes anything (a truncated or corrupted download
 //! is refused, never half-restored).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use crate::mvcc::MvccStore;
 
 /// Bytes per snapshot message (etcd streams 32 KiB chunks).
 pub const CHUNK_BYTES: usize = 32 * 1024;
 const MAGIC: &[u8; 8] = b"SKIFFSNP";
-const TRAILER: &[u8; 8] = b"SKIFFEND";
+const END: &[u8; 8] = b"SKIFFEND";
 const FORMAT_VERSION: u32 = 1;
+const ALIGN_BYTES: u64 = 512;
+const DIGEST_BYTES: u64 = 32;
 /// Longest file name accepted in a snapshot (RocksDB's are short; bounds a corrupt header).
 const NAME_BYTES_MAX: usize = 4096;
 
@@ -62,13 +72,19 @@ fn files_of(dir: &Path) -> Result<Vec<(String, PathBuf, u64)>, Error> {
     Ok(files)
 }
 
+fn padding_for(body_len: u64) -> u64 {
+    (ALIGN_BYTES - body_len % ALIGN_BYTES) % ALIGN_BYTES
+}
+
 fn stream_dir(dir: &Path, send: &mut impl FnMut(Vec<u8>, u64) -> bool) -> Result<(), Error> {
     let files = files_of(dir)?;
-    let mut total: u64 = (MAGIC.len() + 4 + TRAILER.len() + 4) as u64;
+    let mut body: u64 = (MAGIC.len() + 4 + END.len()) as u64;
     for (name, _, size) in &files {
-        total += 4 + name.len() as u64 + 8 + size;
+        body += 4 + name.len() as u64 + 8 + size;
     }
-    let mut out = ChunkWriter { buf: Vec::with_capacity(CHUNK_BYTES), remaining: total, crc: crc32fast::Hasher::new(), send, closed: false };
+    let padding = padding_for(body);
+    let total = body + padding + DIGEST_BYTES;
+    let mut out = ChunkWriter { buf: Vec::with_capacity(CHUNK_BYTES), remaining: total, sha: Sha256::new(), send };
     out.write_all(MAGIC)?;
     out.write_all(&FORMAT_VERSION.to_le_bytes())?;
     for (name, path, size) in &files {
@@ -80,30 +96,26 @@ fn stream_dir(dir: &Path, send: &mut impl FnMut(Vec<u8>, u64) -> bool) -> Result
             return Err(Error::Invalid(format!("{name} changed size while streaming")));
         }
     }
-    let crc = out.crc.clone().finalize();
-    out.write_all(TRAILER)?;
-    out.buf.extend_from_slice(&crc.to_le_bytes());
-    out.remaining -= 4;
-    out.flush_chunk(true)?;
+    out.write_all(END)?;
+    out.write_all(&vec![0u8; padding as usize])?;
+    let digest = out.sha.clone().finalize();
+    out.buf.extend_from_slice(&digest);
+    out.remaining -= DIGEST_BYTES;
+    out.flush_chunk()?;
     Ok(())
 }
 
 struct ChunkWriter<'a, F: FnMut(Vec<u8>, u64) -> bool> {
     buf: Vec<u8>,
     remaining: u64,
-    crc: crc32fast::Hasher,
+    sha: Sha256,
     send: &'a mut F,
-    closed: bool,
 }
 
 impl<F: FnMut(Vec<u8>, u64) -> bool> ChunkWriter<'_, F> {
-    fn flush_chunk(&mut self, last: bool) -> io::Result<()> {
-        if self.buf.is_empty() && !last {
-            return Ok(());
-        }
+    fn flush_chunk(&mut self) -> io::Result<()> {
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
-        if self.closed || !(self.send)(chunk, self.remaining) {
-            self.closed = true;
+        if !(self.send)(chunk, self.remaining) {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "snapshot receiver went away"));
         }
         Ok(())
@@ -114,10 +126,10 @@ impl<F: FnMut(Vec<u8>, u64) -> bool> Write for ChunkWriter<'_, F> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = data.len().min(CHUNK_BYTES - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
-        self.crc.update(&data[..n]);
+        self.sha.update(&data[..n]);
         self.remaining -= n as u64;
         if self.buf.len() == CHUNK_BYTES {
-            self.flush_chunk(false)?;
+            self.flush_chunk()?;
         }
         Ok(n)
     }
@@ -129,7 +141,7 @@ impl<F: FnMut(Vec<u8>, u64) -> bool> Write for ChunkWriter<'_, F> {
 
 /// Verifies a snapshot file and unpacks it into `target` (which must not exist).
 pub fn restore(file: &Path, target: &Path) -> Result<(), Error> {
-    verify(file)?;
+    let body_len = verify(file)?;
     if target.exists() {
         return Err(Error::Invalid(format!("{} already exists", target.display())));
     }
@@ -137,11 +149,11 @@ pub fn restore(file: &Path, target: &Path) -> Result<(), Error> {
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp)?;
     let mut r = io::BufReader::new(File::open(file)?);
-    let mut magic = [0u8; 12];
-    r.read_exact(&mut magic)?;
-    let body_len = fs::metadata(file)?.len() - (TRAILER.len() + 4) as u64;
-    let mut pos = magic.len() as u64;
-    while pos < body_len {
+    let mut head = [0u8; 12];
+    r.read_exact(&mut head)?;
+    let files_end = body_len - END.len() as u64;
+    let mut pos = head.len() as u64;
+    while pos < files_end {
         let mut len = [0u8; 4];
         r.read_exact(&mut len)?;
         let name_len = u32::from_le_bytes(len) as usize;
@@ -165,17 +177,20 @@ pub fn restore(file: &Path, target: &Path) -> Result<(), Error> {
         f.sync_all()?;
         pos += 4 + name_len as u64 + 8 + size;
     }
+    if pos != files_end {
+        return Err(Error::Invalid(format!("file records end at {pos}, expected {files_end}")));
+    }
     fs::rename(&tmp, target)?;
     Ok(())
 }
 
-/// Checks magic, version and the whole-file CRC.
-pub fn verify(file: &Path) -> Result<(), Error> {
+/// Checks magic, version, the end marker and the SHA-256 digest. Returns the length of
+/// the body (up to and including the end marker).
+pub fn verify(file: &Path) -> Result<u64, Error> {
     let mut f = File::open(file)?;
     let len = f.metadata()?.len();
-    let min = (MAGIC.len() + 4 + TRAILER.len() + 4) as u64;
-    if len < min {
-        return Err(Error::Invalid(format!("file is {len} bytes, shorter than any snapshot")));
+    if len < ALIGN_BYTES + DIGEST_BYTES || len % ALIGN_BYTES != DIGEST_BYTES {
+        return Err(Error::Invalid(format!("size {len} is not a snapshot's (truncated download?)")));
     }
     let mut head = [0u8; 12];
     f.read_exact(&mut head)?;
@@ -186,26 +201,71 @@ pub fn verify(file: &Path) -> Result<(), Error> {
     if version != FORMAT_VERSION {
         return Err(Error::Invalid(format!("unsupported snapshot version {version}")));
     }
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&head);
+    let mut sha = Sha256::new();
+    sha.update(head);
     let mut buf = vec![0u8; CHUNK_BYTES];
-    let mut left = len - 12 - (TRAILER.len() + 4) as u64;
+    let mut left = len - head.len() as u64 - DIGEST_BYTES;
+    // The last non-zero bytes before the padding must be the end marker.
+    let mut tail: Vec<u8> = Vec::new();
     while left > 0 {
         let n = f.read(&mut buf[..(left.min(CHUNK_BYTES as u64) as usize)])?;
         if n == 0 {
             return Err(Error::Invalid("unexpected end of file".into()));
         }
-        crc.update(&buf[..n]);
+        sha.update(&buf[..n]);
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 2 * ALIGN_BYTES as usize + END.len() {
+            tail.drain(..tail.len() - (2 * ALIGN_BYTES as usize + END.len()));
+        }
         left -= n as u64;
     }
-    let mut trailer = [0u8; 12];
-    f.read_exact(&mut trailer)?;
-    if &trailer[..8] != TRAILER {
-        return Err(Error::Invalid("missing trailer (truncated download?)".into()));
+    let mut digest = [0u8; 32];
+    f.read_exact(&mut digest)?;
+    if sha.finalize().as_slice() != digest {
+        return Err(Error::Invalid("sha256 digest mismatch".into()));
     }
-    let want = u32::from_le_bytes(trailer[8..12].try_into().expect("4 bytes"));
-    if crc.finalize() != want {
-        return Err(Error::Invalid("checksum mismatch".into()));
+    let unpadded = tail.iter().rposition(|b| *b != 0).map(|p| p + 1).unwrap_or(0);
+    if unpadded < END.len() || &tail[unpadded - END.len()..unpadded] != END {
+        return Err(Error::Invalid("missing end marker".into()));
     }
-    Ok(())
+    let padding = (tail.len() - unpadded) as u64;
+    Ok(len - DIGEST_BYTES - padding)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_verify_restore_round_trip_and_corruption_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("data");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("a.sst"), vec![7u8; 100_000]).unwrap();
+        fs::write(src.join("CURRENT"), b"MANIFEST-1\n").unwrap();
+        let mut out = Vec::new();
+        let mut remaining_seen = Vec::new();
+        stream_dir(&src, &mut |chunk: Vec<u8>, remaining| {
+            out.extend_from_slice(&chunk);
+            remaining_seen.push(remaining);
+            true
+        })
+        .unwrap();
+        assert_eq!(out.len() as u64 % ALIGN_BYTES, DIGEST_BYTES, "etcdctl's checksum rule");
+        assert_eq!(*remaining_seen.last().unwrap(), 0);
+        let file = dir.path().join("s.snap");
+        fs::write(&file, &out).unwrap();
+        verify(&file).unwrap();
+        let target = dir.path().join("restored");
+        restore(&file, &target).unwrap();
+        assert_eq!(fs::read(target.join("a.sst")).unwrap(), vec![7u8; 100_000]);
+        assert_eq!(fs::read(target.join("CURRENT")).unwrap(), b"MANIFEST-1\n");
+
+        let mut bad = out.clone();
+        bad[5000] ^= 1;
+        fs::write(&file, &bad).unwrap();
+        assert!(matches!(verify(&file), Err(Error::Invalid(_))));
+        fs::write(&file, &out[..out.len() - 1]).unwrap();
+        assert!(matches!(verify(&file), Err(Error::Invalid(_))));
+    }
 }

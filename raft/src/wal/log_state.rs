@@ -42,7 +42,10 @@ impl LogEntry for IndexTerm {
 
 impl From<&Entry> for IndexTerm {
     fn from(e: &Entry) -> IndexTerm {
-        IndexTerm { index: e.index, term: e.term }
+        IndexTerm {
+            index: e.index,
+            term: e.term,
+        }
     }
 }
 
@@ -124,14 +127,21 @@ impl<E: LogEntry> LogState<E> {
     /// Entries in `[low, high)`; the caller checks the bounds against first/last index.
     pub fn range(&self, low: u64, high: u64) -> impl Iterator<Item = &E> {
         let offset = self.prev_index + 1;
-        self.entries.range((low - offset) as usize..(high - offset) as usize)
+        self.entries
+            .range((low - offset) as usize..(high - offset) as usize)
     }
 
     /// Checks, without changing anything, that a batch (an optional snapshot marker, then
     /// `entries`) keeps the log contiguous. Callers check before writing so a bad batch
     /// (a caller bug) leaves no trace.
-    pub fn check_batch(&self, snapshot: Option<&SnapshotMetadata>, entries: &[Entry]) -> Result<(), LogError> {
-        let Some(first) = entries.first() else { return Ok(()) };
+    pub fn check_batch(
+        &self,
+        snapshot: Option<&SnapshotMetadata>,
+        entries: &[Entry],
+    ) -> Result<(), LogError> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
         for w in entries.windows(2) {
             if w[1].index != w[0].index + 1 {
                 return Err(LogError::NotContiguous { at: w[1].index });
@@ -139,11 +149,20 @@ impl<E: LogEntry> LogState<E> {
         }
         let last = match snapshot {
             // Mirrors `apply_snapshot`: a newer marker that does not match the log replaces it.
-            Some(m) if m.index >= self.snapshot.index && m.index > self.prev_index && self.term(m.index) != Some(m.term) => m.index,
+            Some(m)
+                if m.index >= self.snapshot.index
+                    && m.index > self.prev_index
+                    && self.term(m.index) != Some(m.term) =>
+            {
+                m.index
+            }
             _ => self.last_index(),
         };
         if first.index > last + 1 {
-            return Err(LogError::Gap { first: first.index, last });
+            return Err(LogError::Gap {
+                first: first.index,
+                last,
+            });
         }
         Ok(())
     }
@@ -163,22 +182,28 @@ impl<E: LogEntry> LogState<E> {
     /// Appends `entries`, first dropping every entry at or after the first new index (a new
     /// leader overwrote a conflicting suffix). Entries at or before the compaction point are
     /// ignored: a snapshot already covers them.
-    pub fn append(&mut self, entries: impl IntoIterator<Item = E>, first_index: u64) -> Result<(), LogError> {
+    pub fn append(
+        &mut self,
+        entries: impl IntoIterator<Item = E>,
+        first_index: u64,
+    ) -> Result<(), LogError> {
         let mut entries = entries.into_iter().peekable();
         if entries.peek().is_none() {
             return Ok(());
         }
         if first_index > self.last_index() + 1 {
-            return Err(LogError::Gap { first: first_index, last: self.last_index() });
+            return Err(LogError::Gap {
+                first: first_index,
+                last: self.last_index(),
+            });
         }
         let keep_from = first_index.max(self.prev_index + 1);
-        self.entries.truncate((keep_from - self.prev_index - 1) as usize);
-        let mut expected = first_index;
-        for e in entries {
+        self.entries
+            .truncate((keep_from - self.prev_index - 1) as usize);
+        for (expected, e) in (first_index..).zip(entries) {
             if e.index() != expected {
                 return Err(LogError::NotContiguous { at: e.index() });
             }
-            expected += 1;
             if e.index() > self.prev_index {
                 self.entries.push_back(e);
             }
@@ -245,7 +270,11 @@ mod tests {
 
     fn log_of(terms: &[u64]) -> LogState<IndexTerm> {
         let mut log = LogState::default();
-        let ents: Vec<_> = terms.iter().enumerate().map(|(i, &t)| it(i as u64 + 1, t)).collect();
+        let ents: Vec<_> = terms
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| it(i as u64 + 1, t))
+            .collect();
         log.append(ents, 1).unwrap();
         log
     }
@@ -259,14 +288,24 @@ mod tests {
         let mut log = log_of(&[1, 1, 1, 2]);
         log.append(vec![it(3, 3), it(4, 3), it(5, 3)], 3).unwrap();
         assert_eq!(terms(&log), vec![1, 1, 3, 3, 3]);
-        assert_eq!(log.append(vec![it(7, 3)], 7), Err(LogError::Gap { first: 7, last: 5 }));
-        assert_eq!(log.append(vec![it(6, 3), it(8, 3)], 6), Err(LogError::NotContiguous { at: 8 }));
+        assert_eq!(
+            log.append(vec![it(7, 3)], 7),
+            Err(LogError::Gap { first: 7, last: 5 })
+        );
+        assert_eq!(
+            log.append(vec![it(6, 3), it(8, 3)], 6),
+            Err(LogError::NotContiguous { at: 8 })
+        );
     }
 
     #[test]
     fn matching_snapshot_marker_keeps_later_entries() {
         let mut log = log_of(&[1, 1, 2, 2]);
-        let meta = SnapshotMetadata { index: 3, term: 2, ..Default::default() };
+        let meta = SnapshotMetadata {
+            index: 3,
+            term: 2,
+            ..Default::default()
+        };
         log.apply_snapshot(&meta);
         assert_eq!((log.first_index(), log.last_index()), (4, 4));
         assert_eq!(log.term(3), Some(2));
@@ -277,11 +316,19 @@ mod tests {
     #[test]
     fn diverging_snapshot_marker_drops_the_whole_log() {
         let mut log = log_of(&[1, 1, 2, 2]);
-        log.apply_snapshot(&SnapshotMetadata { index: 3, term: 5, ..Default::default() });
+        log.apply_snapshot(&SnapshotMetadata {
+            index: 3,
+            term: 5,
+            ..Default::default()
+        });
         assert_eq!((log.first_index(), log.last_index()), (4, 3));
         assert_eq!(log.term(3), Some(5));
         // A marker beyond the end behaves the same way.
-        log.apply_snapshot(&SnapshotMetadata { index: 10, term: 6, ..Default::default() });
+        log.apply_snapshot(&SnapshotMetadata {
+            index: 10,
+            term: 6,
+            ..Default::default()
+        });
         assert_eq!((log.first_index(), log.last_index()), (11, 10));
     }
 

@@ -35,7 +35,9 @@ pub(crate) use log_state::LogState;
 use log_state::{IndexTerm, LogError};
 use record::{Record, SegmentHeader};
 use segment::{io_err, SegmentFile};
-pub use writer::{LogWriter, PersistTask, WalMetrics, WriterStats, GROUP_COMMIT_TASKS_MAX, WRITE_QUEUE_TASKS_MAX};
+pub use writer::{
+    LogWriter, PersistTask, WalMetrics, WriterStats, GROUP_COMMIT_TASKS_MAX, WRITE_QUEUE_TASKS_MAX,
+};
 
 /// Default size segments are preallocated to and rolled at (etcd's `SegmentSizeBytes`).
 pub const SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
@@ -46,9 +48,16 @@ pub const SEGMENT_BYTES_MIN: u64 = 4096;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("wal io error on {}: {source}", file.display())]
-    Io { file: PathBuf, source: Arc<std::io::Error> },
+    Io {
+        file: PathBuf,
+        source: Arc<std::io::Error>,
+    },
     #[error("wal corrupt: {} at offset {offset}: {reason}", file.display())]
-    Corrupt { file: PathBuf, offset: u64, reason: String },
+    Corrupt {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
     /// An earlier write or fsync failed. What reached the disk is unknown (after a failed
     /// fsync the kernel may have dropped the dirty pages), so nothing more is written; the
     /// process must restart and recover from disk, as etcd does by panicking.
@@ -58,7 +67,11 @@ pub enum Error {
     #[error("invalid append: {0}")]
     InvalidAppend(#[from] LogError),
     #[error("entry {index} is {bytes} bytes, more than a WAL record holds ({max_bytes})")]
-    EntryTooLarge { index: u64, bytes: usize, max_bytes: usize },
+    EntryTooLarge {
+        index: u64,
+        bytes: usize,
+        max_bytes: usize,
+    },
     #[error("wal write queue is full ({tasks_max} tasks)")]
     QueueFull { tasks_max: usize },
     #[error("wal writer thread stopped")]
@@ -82,7 +95,11 @@ pub struct WalConfig {
 
 impl WalConfig {
     pub fn new(dir: impl Into<PathBuf>) -> WalConfig {
-        WalConfig { dir: dir.into(), segment_bytes: SEGMENT_BYTES_MAX, metrics: None }
+        WalConfig {
+            dir: dir.into(),
+            segment_bytes: SEGMENT_BYTES_MAX,
+            metrics: None,
+        }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -93,7 +110,10 @@ impl WalConfig {
             )));
         }
         if self.segment_bytes > record::RECORD_PAYLOAD_BYTES_MAX as u64 {
-            return Err(Error::Config(format!("segment size {} bytes is too large", self.segment_bytes)));
+            return Err(Error::Config(format!(
+                "segment size {} bytes is too large",
+                self.segment_bytes
+            )));
         }
         Ok(())
     }
@@ -172,7 +192,8 @@ impl Wal {
         // Index 0 is the empty entry before the log, term 0; a later starting point has its
         // term in the snapshot marker that allowed deleting the segments before it.
         let prev_term = (first_index == 1).then_some(0);
-        let mut log: LogState<Entry> = LogState::starting_after(first_index.saturating_sub(1), prev_term);
+        let mut log: LogState<Entry> =
+            LogState::starting_after(first_index.saturating_sub(1), prev_term);
         let mut last_scan = None;
         for (i, seg) in segments.iter().enumerate() {
             let is_last = i + 1 == segments.len();
@@ -181,11 +202,19 @@ impl Wal {
                 return Err(Error::Corrupt {
                     file: seg.path.clone(),
                     offset: 0,
-                    reason: format!("segment starts at index {} but the log before it ends at {}", scan.header.first_index, log.last_index()),
+                    reason: format!(
+                        "segment starts at index {} but the log before it ends at {}",
+                        scan.header.first_index,
+                        log.last_index()
+                    ),
                 });
             }
             for (offset, rec) in &scan.records {
-                replay(&mut log, rec).map_err(|reason| Error::Corrupt { file: seg.path.clone(), offset: *offset, reason })?;
+                replay(&mut log, rec).map_err(|reason| Error::Corrupt {
+                    file: seg.path.clone(),
+                    offset: *offset,
+                    reason,
+                })?;
             }
             if is_last {
                 last_scan = Some(scan);
@@ -205,17 +234,24 @@ impl Wal {
 
         let scan = last_scan.expect("at least one segment");
         let current = segments.last().expect("at least one segment");
-        let mut file = OpenOptions::new().read(true).write(true).open(&current.path).map_err(|e| io_err(&current.path, e))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&current.path)
+            .map_err(|e| io_err(&current.path, e))?;
         if let Some(reason) = &scan.torn {
             warn!(file = %current.path.display(), offset = scan.end_offset, %reason, "cutting the torn tail of the WAL");
             // Shrinking then growing zeroes everything after the last good record.
-            file.set_len(scan.end_offset).map_err(|e| io_err(&current.path, e))?;
+            file.set_len(scan.end_offset)
+                .map_err(|e| io_err(&current.path, e))?;
         }
         if scan.torn.is_some() || scan.file_bytes < scan.header.preallocated_bytes {
-            file.set_len(scan.header.preallocated_bytes).map_err(|e| io_err(&current.path, e))?;
+            file.set_len(scan.header.preallocated_bytes)
+                .map_err(|e| io_err(&current.path, e))?;
             file.sync_all().map_err(|e| io_err(&current.path, e))?;
         }
-        file.seek(SeekFrom::Start(scan.end_offset)).map_err(|e| io_err(&current.path, e))?;
+        file.seek(SeekFrom::Start(scan.end_offset))
+            .map_err(|e| io_err(&current.path, e))?;
 
         let recovered = Recovered {
             hard_state: log.hard_state.clone(),
@@ -242,7 +278,11 @@ impl Wal {
     }
 
     fn create(config: &WalConfig) -> Result<(Wal, Recovered)> {
-        let header = SegmentHeader { seq: 0, first_index: 1, preallocated_bytes: config.segment_bytes };
+        let header = SegmentHeader {
+            seq: 0,
+            first_index: 1,
+            preallocated_bytes: config.segment_bytes,
+        };
         let mut prologue = Vec::new();
         record::encode_segment_header(&mut prologue, &header);
         let (seg, file) = segment::create_segment(&config.dir, &header, &prologue)?;
@@ -269,11 +309,21 @@ impl Wal {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
-        fail_point!("wal::before_append", |_| Err(self.injected("wal::before_append")));
+        fail_point!("wal::before_append", |_| Err(
+            self.injected("wal::before_append")
+        ));
         self.log.check_batch(batch.snapshot, batch.entries)?;
         let entry_bytes_max = record::RECORD_PAYLOAD_BYTES_MAX - 4;
-        if let Some(e) = batch.entries.iter().find(|e| record::entry_encoded_bytes(e) > entry_bytes_max) {
-            return Err(Error::EntryTooLarge { index: e.index, bytes: record::entry_encoded_bytes(e), max_bytes: entry_bytes_max });
+        if let Some(e) = batch
+            .entries
+            .iter()
+            .find(|e| record::entry_encoded_bytes(e) > entry_bytes_max)
+        {
+            return Err(Error::EntryTooLarge {
+                index: e.index,
+                bytes: record::entry_encoded_bytes(e),
+                max_bytes: entry_bytes_max,
+            });
         }
 
         let before = self.bytes_written;
@@ -282,7 +332,9 @@ impl Wal {
             self.poisoned = true;
         }
         result?;
-        fail_point!("wal::after_append", |_| Err(self.injected("wal::after_append")));
+        fail_point!("wal::after_append", |_| Err(
+            self.injected("wal::after_append")
+        ));
         Ok(self.bytes_written - before)
     }
 
@@ -299,7 +351,9 @@ impl Wal {
         while !rest.is_empty() {
             let mut n = 0;
             let mut bytes = 4;
-            while n < rest.len() && (n == 0 || bytes + record::entry_encoded_bytes(&rest[n]) <= target) {
+            while n < rest.len()
+                && (n == 0 || bytes + record::entry_encoded_bytes(&rest[n]) <= target)
+            {
                 bytes += record::entry_encoded_bytes(&rest[n]);
                 n += 1;
             }
@@ -307,7 +361,8 @@ impl Wal {
             let start = self.pending.len();
             record::encode_entries(&mut self.pending, chunk);
             self.place_last_record(start)?;
-            self.log.append(chunk.iter().map(IndexTerm::from), chunk[0].index)?;
+            self.log
+                .append(chunk.iter().map(IndexTerm::from), chunk[0].index)?;
             rest = tail;
         }
         if let Some(hs) = batch.hard_state {
@@ -339,7 +394,9 @@ impl Wal {
             return Ok(());
         }
         let path = &self.segments.last().expect("a current segment").path;
-        self.file.write_all(&self.pending).map_err(|e| io_err(path, e))?;
+        self.file
+            .write_all(&self.pending)
+            .map_err(|e| io_err(path, e))?;
         self.written_offset += self.pending.len() as u64;
         self.bytes_written += self.pending.len() as u64;
         self.pending.clear();
@@ -352,7 +409,11 @@ impl Wal {
         self.sync_current()?;
         let current = self.segments.last().expect("a current segment");
         let mut prologue = Vec::new();
-        let mut header = SegmentHeader { seq: current.seq + 1, first_index: self.log.last_index() + 1, preallocated_bytes: 0 };
+        let mut header = SegmentHeader {
+            seq: current.seq + 1,
+            first_index: self.log.last_index() + 1,
+            preallocated_bytes: 0,
+        };
         // Header first with a placeholder size: its encoded length does not depend on it.
         record::encode_segment_header(&mut prologue, &header);
         let header_bytes = prologue.len();
@@ -392,14 +453,18 @@ impl Wal {
     }
 
     fn sync_current(&mut self) -> Result<()> {
-        fail_point!("wal::before_fsync", |_| Err(self.injected("wal::before_fsync")));
-        if self.synced_offset != self.written_offset {
+        fail_point!("wal::before_fsync", |_| Err(
+            self.injected("wal::before_fsync")
+        ));
+        if self.has_unsynced() {
             let path = &self.segments.last().expect("a current segment").path;
             self.file.sync_data().map_err(|e| io_err(path, e))?;
             self.synced_offset = self.written_offset;
         }
         self.synced_snapshot_index = self.log.snapshot.index;
-        fail_point!("wal::after_fsync", |_| Err(self.injected("wal::after_fsync")));
+        fail_point!("wal::after_fsync", |_| Err(
+            self.injected("wal::after_fsync")
+        ));
         Ok(())
     }
 
@@ -412,7 +477,13 @@ impl Wal {
         // Every entry still in the log when segment k was started is below its first index,
         // and k's prologue (or a later record) has a marker covering them; so recovery can
         // start at k.
-        let Some(k) = self.segments.iter().rposition(|s| s.first_index - 1 <= limit) else { return Ok(0) };
+        let Some(k) = self
+            .segments
+            .iter()
+            .rposition(|s| s.first_index - 1 <= limit)
+        else {
+            return Ok(0);
+        };
         for _ in 0..k {
             // Oldest first: a crash part way leaves a suffix of segments, still readable.
             let path = self.segments[0].path.clone();
@@ -432,12 +503,18 @@ impl Wal {
     /// The current segment and the offset up to which it is durable. For fault-injection
     /// tests (what a crash may lose) and diagnostics.
     pub fn synced_position(&self) -> (&Path, u64) {
-        (&self.segments.last().expect("a current segment").path, self.synced_offset)
+        (
+            &self.segments.last().expect("a current segment").path,
+            self.synced_offset,
+        )
     }
 
     /// The current segment and the end of its written part.
     pub fn written_position(&self) -> (&Path, u64) {
-        (&self.segments.last().expect("a current segment").path, self.written_offset)
+        (
+            &self.segments.last().expect("a current segment").path,
+            self.written_offset,
+        )
     }
 
     /// Paths of the live segments, oldest first.
@@ -447,6 +524,11 @@ impl Wal {
 
     pub fn last_index(&self) -> u64 {
         self.log.last_index()
+    }
+
+    /// Whether anything was appended since the last sync.
+    pub fn has_unsynced(&self) -> bool {
+        self.synced_offset != self.written_offset
     }
 
     pub fn is_poisoned(&self) -> bool {
@@ -460,7 +542,10 @@ impl Wal {
     #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
     fn injected(&mut self, failpoint: &str) -> Error {
         self.poisoned = true;
-        io_err(&self.dir, std::io::Error::other(format!("injected by failpoint {failpoint}")))
+        io_err(
+            &self.dir,
+            std::io::Error::other(format!("injected by failpoint {failpoint}")),
+        )
     }
 }
 
@@ -468,7 +553,9 @@ impl Wal {
 fn replay(log: &mut LogState<Entry>, rec: &Record) -> Result<(), String> {
     match rec {
         Record::SegmentHeader(_) => unreachable!("scan_segment returns headers separately"),
-        Record::Entries(entries) => log.append(entries.iter().cloned(), entries[0].index).map_err(|e| e.to_string()),
+        Record::Entries(entries) => log
+            .append(entries.iter().cloned(), entries[0].index)
+            .map_err(|e| e.to_string()),
         Record::HardState(hs) => {
             log.set_hard_state(hs.clone());
             Ok(())

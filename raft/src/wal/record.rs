@@ -77,7 +77,10 @@ pub fn encode_record(buf: &mut Vec<u8>, ty: RecordType, write_payload: impl FnOn
     buf.push(ty as u8);
     write_payload(buf);
     let payload_bytes = buf.len() - start - RECORD_HEADER_BYTES;
-    assert!(payload_bytes <= RECORD_PAYLOAD_BYTES_MAX, "record payload of {payload_bytes} bytes");
+    assert!(
+        payload_bytes <= RECORD_PAYLOAD_BYTES_MAX,
+        "record payload of {payload_bytes} bytes"
+    );
     let crc = crc32fast::hash(&buf[start + 8..]);
     buf[start..start + 4].copy_from_slice(&(payload_bytes as u32).to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
@@ -101,7 +104,8 @@ pub fn encode_entries(buf: &mut Vec<u8>, entries: &[Entry]) {
         for e in entries {
             let at = b.len();
             b.extend_from_slice(&[0u8; 4]);
-            e.write_to_vec(b).expect("encoding a raft entry cannot fail");
+            e.write_to_vec(b)
+                .expect("encoding a raft entry cannot fail");
             let n = (b.len() - at - 4) as u32;
             b[at..at + 4].copy_from_slice(&n.to_le_bytes());
         }
@@ -110,13 +114,15 @@ pub fn encode_entries(buf: &mut Vec<u8>, entries: &[Entry]) {
 
 pub fn encode_hard_state(buf: &mut Vec<u8>, hs: &HardState) {
     encode_record(buf, RecordType::HardState, |b| {
-        hs.write_to_vec(b).expect("encoding a hard state cannot fail")
+        hs.write_to_vec(b)
+            .expect("encoding a hard state cannot fail")
     });
 }
 
 pub fn encode_snapshot(buf: &mut Vec<u8>, meta: &SnapshotMetadata) {
     encode_record(buf, RecordType::Snapshot, |b| {
-        meta.write_to_vec(b).expect("encoding snapshot metadata cannot fail")
+        meta.write_to_vec(b)
+            .expect("encoding snapshot metadata cannot fail")
     });
 }
 
@@ -131,10 +137,17 @@ pub enum Frame<'a> {
     /// An all-zero header (or fewer than a header's bytes, all zero): nothing written here.
     End,
     /// A header and payload whose CRC matches. `bytes` is the whole record length.
-    Valid { ty: u8, payload: &'a [u8], bytes: usize },
+    Valid {
+        ty: u8,
+        payload: &'a [u8],
+        bytes: usize,
+    },
     /// Not a valid record. `claimed_end` is where the record would end per its length field
     /// (relative to the frame start), when a length could be read.
-    Bad { reason: String, claimed_end: Option<usize> },
+    Bad {
+        reason: String,
+        claimed_end: Option<usize>,
+    },
 }
 
 /// Parses the frame at the start of `buf` without interpreting the payload.
@@ -143,7 +156,10 @@ pub fn parse_frame(buf: &[u8]) -> Frame<'_> {
         if buf.iter().all(|&b| b == 0) {
             return Frame::End;
         }
-        return Frame::Bad { reason: "incomplete record header".into(), claimed_end: None };
+        return Frame::Bad {
+            reason: "incomplete record header".into(),
+            claimed_end: None,
+        };
     }
     let len = u32::from_le_bytes(buf[0..4].try_into().unwrap()) as usize;
     let crc = u32::from_le_bytes(buf[4..8].try_into().unwrap());
@@ -152,16 +168,29 @@ pub fn parse_frame(buf: &[u8]) -> Frame<'_> {
         return Frame::End;
     }
     if len > RECORD_PAYLOAD_BYTES_MAX {
-        return Frame::Bad { reason: format!("record length {len} over the limit"), claimed_end: None };
+        return Frame::Bad {
+            reason: format!("record length {len} over the limit"),
+            claimed_end: None,
+        };
     }
     let end = RECORD_HEADER_BYTES + len;
     if end > buf.len() {
-        return Frame::Bad { reason: format!("incomplete record: {len} payload bytes, file ends"), claimed_end: Some(end) };
+        return Frame::Bad {
+            reason: format!("incomplete record: {len} payload bytes, file ends"),
+            claimed_end: Some(end),
+        };
     }
     if crc32fast::hash(&buf[8..end]) != crc {
-        return Frame::Bad { reason: "crc mismatch".into(), claimed_end: Some(end) };
+        return Frame::Bad {
+            reason: "crc mismatch".into(),
+            claimed_end: Some(end),
+        };
     }
-    Frame::Valid { ty, payload: &buf[RECORD_HEADER_BYTES..end], bytes: end }
+    Frame::Valid {
+        ty,
+        payload: &buf[RECORD_HEADER_BYTES..end],
+        bytes: end,
+    }
 }
 
 /// Decodes the payload of a record whose CRC matched. An error here is corruption (or a
@@ -175,7 +204,8 @@ pub fn decode_payload(ty: u8, payload: &[u8]) -> Result<Record, String> {
             HardState::parse_from_bytes(payload).map_err(|e| format!("bad hard state: {e}"))?,
         ),
         RecordType::Snapshot => Record::Snapshot(
-            SnapshotMetadata::parse_from_bytes(payload).map_err(|e| format!("bad snapshot marker: {e}"))?,
+            SnapshotMetadata::parse_from_bytes(payload)
+                .map_err(|e| format!("bad snapshot marker: {e}"))?,
         ),
     })
 }
@@ -192,7 +222,11 @@ fn decode_segment_header(p: &[u8]) -> Result<SegmentHeader, String> {
         return Err(format!("unsupported WAL format version {version}"));
     }
     let u64_at = |at: usize| u64::from_le_bytes(p[at..at + 8].try_into().unwrap());
-    Ok(SegmentHeader { seq: u64_at(12), first_index: u64_at(20), preallocated_bytes: u64_at(28) })
+    Ok(SegmentHeader {
+        seq: u64_at(12),
+        first_index: u64_at(20),
+        preallocated_bytes: u64_at(28),
+    })
 }
 
 fn decode_entries(p: &[u8]) -> Result<Vec<Entry>, String> {
@@ -212,7 +246,9 @@ fn decode_entries(p: &[u8]) -> Result<Vec<Entry>, String> {
     for _ in 0..count {
         let n = take_u32(p, at)?;
         at += 4;
-        let bytes = p.get(at..at + n).ok_or_else(|| format!("entry of {n} bytes overruns the record"))?;
+        let bytes = p
+            .get(at..at + n)
+            .ok_or_else(|| format!("entry of {n} bytes overruns the record"))?;
         entries.push(Entry::parse_from_bytes(bytes).map_err(|e| format!("bad entry: {e}"))?);
         at += n;
     }
@@ -221,7 +257,10 @@ fn decode_entries(p: &[u8]) -> Result<Vec<Entry>, String> {
     }
     for w in entries.windows(2) {
         if w[1].index != w[0].index + 1 {
-            return Err(format!("entries not contiguous: {} then {}", w[0].index, w[1].index));
+            return Err(format!(
+                "entries not contiguous: {} then {}",
+                w[0].index, w[1].index
+            ));
         }
     }
     Ok(entries)
@@ -232,7 +271,12 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-        Entry { index, term, data: data.to_vec().into(), ..Default::default() }
+        Entry {
+            index,
+            term,
+            data: data.to_vec().into(),
+            ..Default::default()
+        }
     }
 
     fn must_decode(buf: &[u8]) -> (Record, usize) {
@@ -244,10 +288,27 @@ mod tests {
 
     #[test]
     fn every_record_type_round_trips() {
-        let header = SegmentHeader { seq: 7, first_index: 42, preallocated_bytes: 4096 };
-        let entries = vec![entry(5, 2, b"a"), entry(6, 2, b""), entry(7, 3, &[0xff; 300])];
-        let hs = HardState { term: 3, vote: 1, commit: 6, ..Default::default() };
-        let mut meta = SnapshotMetadata { index: 4, term: 2, ..Default::default() };
+        let header = SegmentHeader {
+            seq: 7,
+            first_index: 42,
+            preallocated_bytes: 4096,
+        };
+        let entries = vec![
+            entry(5, 2, b"a"),
+            entry(6, 2, b""),
+            entry(7, 3, &[0xff; 300]),
+        ];
+        let hs = HardState {
+            term: 3,
+            vote: 1,
+            commit: 6,
+            ..Default::default()
+        };
+        let mut meta = SnapshotMetadata {
+            index: 4,
+            term: 2,
+            ..Default::default()
+        };
         meta.mut_conf_state().voters = vec![1, 2, 3];
 
         let mut buf = Vec::new();
@@ -267,7 +328,12 @@ mod tests {
         assert_eq!(parse_frame(&buf[at..]), Frame::End);
         assert_eq!(
             got,
-            vec![Record::SegmentHeader(header), Record::Entries(entries), Record::HardState(hs), Record::Snapshot(meta)]
+            vec![
+                Record::SegmentHeader(header),
+                Record::Entries(entries),
+                Record::HardState(hs),
+                Record::Snapshot(meta)
+            ]
         );
     }
 
@@ -288,13 +354,25 @@ mod tests {
     #[test]
     fn truncated_record_reports_its_claimed_end() {
         let mut buf = Vec::new();
-        encode_hard_state(&mut buf, &HardState { term: 9, ..Default::default() });
+        encode_hard_state(
+            &mut buf,
+            &HardState {
+                term: 9,
+                ..Default::default()
+            },
+        );
         let full = buf.len();
         match parse_frame(&buf[..full - 1]) {
             Frame::Bad { claimed_end, .. } => assert_eq!(claimed_end, Some(full)),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse_frame(&buf[..3]), Frame::Bad { claimed_end: None, .. }));
+        assert!(matches!(
+            parse_frame(&buf[..3]),
+            Frame::Bad {
+                claimed_end: None,
+                ..
+            }
+        ));
         assert_eq!(parse_frame(&[0u8; 3]), Frame::End);
     }
 
@@ -302,7 +380,11 @@ mod tests {
     fn non_contiguous_entries_are_rejected_even_with_a_good_crc() {
         let mut buf = Vec::new();
         encode_entries(&mut buf, &[entry(1, 1, b""), entry(3, 1, b"")]);
-        let Frame::Valid { ty, payload, .. } = parse_frame(&buf) else { panic!() };
-        assert!(decode_payload(ty, payload).unwrap_err().contains("not contiguous"));
+        let Frame::Valid { ty, payload, .. } = parse_frame(&buf) else {
+            panic!()
+        };
+        assert!(decode_payload(ty, payload)
+            .unwrap_err()
+            .contains("not contiguous"));
     }
 }

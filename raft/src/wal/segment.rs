@@ -38,7 +38,10 @@ pub fn segment_name(seq: u64, first_index: u64) -> String {
 }
 
 fn parse_name(name: &str) -> Option<(u64, u64)> {
-    if name.len() != SEGMENT_NAME_BYTES || !name.ends_with(SEGMENT_SUFFIX) || name.as_bytes()[16] != b'-' {
+    if name.len() != SEGMENT_NAME_BYTES
+        || !name.ends_with(SEGMENT_SUFFIX)
+        || name.as_bytes()[16] != b'-'
+    {
         return None;
     }
     let seq = u64::from_str_radix(&name[..16], 16).ok()?;
@@ -47,7 +50,10 @@ fn parse_name(name: &str) -> Option<(u64, u64)> {
 }
 
 pub fn io_err(path: &Path, source: std::io::Error) -> Error {
-    Error::Io { file: path.to_path_buf(), source: source.into() }
+    Error::Io {
+        file: path.to_path_buf(),
+        source: source.into(),
+    }
 }
 
 /// Lists the segments of `dir` in sequence order. Sequence numbers must be consecutive: a
@@ -62,9 +68,17 @@ pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>> {
             continue;
         }
         let Some((seq, first_index)) = parse_name(name) else {
-            return Err(Error::Corrupt { file: dirent.path(), offset: 0, reason: "unparsable segment file name".into() });
+            return Err(Error::Corrupt {
+                file: dirent.path(),
+                offset: 0,
+                reason: "unparsable segment file name".into(),
+            });
         };
-        segments.push(SegmentFile { seq, first_index, path: dirent.path() });
+        segments.push(SegmentFile {
+            seq,
+            first_index,
+            path: dirent.path(),
+        });
     }
     segments.sort_by_key(|s| s.seq);
     for w in segments.windows(2) {
@@ -72,7 +86,10 @@ pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>> {
             return Err(Error::Corrupt {
                 file: w[1].path.clone(),
                 offset: 0,
-                reason: format!("segment sequence jumps from {} to {}: a segment is missing", w[0].seq, w[1].seq),
+                reason: format!(
+                    "segment sequence jumps from {} to {}: a segment is missing",
+                    w[0].seq, w[1].seq
+                ),
             });
         }
     }
@@ -93,7 +110,9 @@ pub fn remove_tmp_files(dir: &Path) -> Result<()> {
 
 /// Makes a file creation, rename or deletion in `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, e))
 }
 
 /// Creates a segment preallocated to `preallocated_bytes`, writes `prologue` (the header
@@ -101,19 +120,37 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 ///
 /// The file is prepared under a temporary name and renamed into place, so a segment under
 /// its real name always has a complete header: a crash mid-creation leaves only a `.tmp`.
-pub fn create_segment(dir: &Path, header: &SegmentHeader, prologue: &[u8]) -> Result<(SegmentFile, File)> {
+pub fn create_segment(
+    dir: &Path,
+    header: &SegmentHeader,
+    prologue: &[u8],
+) -> Result<(SegmentFile, File)> {
     let path = dir.join(segment_name(header.seq, header.first_index));
     let tmp = path.with_extension(TMP_SUFFIX);
-    let mut file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&tmp).map_err(|e| io_err(&tmp, e))?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&tmp)
+        .map_err(|e| io_err(&tmp, e))?;
     // set_len gives a sparse file, not reserved blocks (that needs fallocate, which std does
     // not offer); it still fixes the size up front, so fdatasync rarely has size metadata to
     // flush, and recovery can tell a short (torn) file from a garbage length.
-    file.set_len(header.preallocated_bytes).map_err(|e| io_err(&path, e))?;
+    file.set_len(header.preallocated_bytes)
+        .map_err(|e| io_err(&path, e))?;
     file.write_all(prologue).map_err(|e| io_err(&path, e))?;
     file.sync_all().map_err(|e| io_err(&path, e))?;
     fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
     sync_dir(dir)?;
-    Ok((SegmentFile { seq: header.seq, first_index: header.first_index, path }, file))
+    Ok((
+        SegmentFile {
+            seq: header.seq,
+            first_index: header.first_index,
+            path,
+        },
+        file,
+    ))
 }
 
 /// What a scan of one segment found.
@@ -133,8 +170,14 @@ pub struct Scan {
 pub fn scan_segment(segment: &SegmentFile, is_last: bool) -> Result<Scan> {
     let path = &segment.path;
     let mut buf = Vec::new();
-    File::open(path).and_then(|mut f| f.read_to_end(&mut buf)).map_err(|e| io_err(path, e))?;
-    let corrupt = |offset: usize, reason: String| Error::Corrupt { file: path.clone(), offset: offset as u64, reason };
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut buf))
+        .map_err(|e| io_err(path, e))?;
+    let corrupt = |offset: usize, reason: String| Error::Corrupt {
+        file: path.clone(),
+        offset: offset as u64,
+        reason,
+    };
 
     let header = match record::parse_frame(&buf) {
         Frame::Valid { ty, payload, bytes } => match record::decode_payload(ty, payload) {
@@ -146,7 +189,10 @@ pub fn scan_segment(segment: &SegmentFile, is_last: bool) -> Result<Scan> {
     };
     let (header, mut offset) = header;
     if (header.seq, header.first_index) != (segment.seq, segment.first_index) {
-        return Err(corrupt(0, format!("header {header:?} does not match the file name")));
+        return Err(corrupt(
+            0,
+            format!("header {header:?} does not match the file name"),
+        ));
     }
     let preallocated = header.preallocated_bytes as usize;
 
@@ -165,17 +211,25 @@ pub fn scan_segment(segment: &SegmentFile, is_last: bool) -> Result<Scan> {
             Frame::End => {
                 if let Some(at) = first_non_zero(&buf[offset..]) {
                     // Data after the end marker: a hole in the middle of the log.
-                    return Err(corrupt(offset, format!("zeroed record header, then data at offset {}", offset + at)));
+                    return Err(corrupt(
+                        offset,
+                        format!("zeroed record header, then data at offset {}", offset + at),
+                    ));
                 }
                 break;
             }
-            Frame::Bad { reason, claimed_end } => {
+            Frame::Bad {
+                reason,
+                claimed_end,
+            } => {
                 let last_non_zero = buf.iter().rposition(|&b| b != 0).unwrap_or(0);
                 let rest_is_zero = match claimed_end {
                     // The record runs past the end of the file. A crash can leave a file
                     // shorter than written only before its size reached the preallocated one.
                     Some(end) if offset + end > buf.len() && offset + end <= preallocated => true,
-                    Some(end) if offset + end <= buf.len() => first_non_zero(&buf[offset + end..]).is_none(),
+                    Some(end) if offset + end <= buf.len() => {
+                        first_non_zero(&buf[offset + end..]).is_none()
+                    }
                     // The length is garbage (over the limit, or past the preallocated size,
                     // which the writer never writes beyond), so where the record ends is
                     // unknown. Garbage confined to one page at the very end is the page a crash
@@ -190,7 +244,13 @@ pub fn scan_segment(segment: &SegmentFile, is_last: bool) -> Result<Scan> {
             }
         }
     }
-    Ok(Scan { header, records, end_offset: offset as u64, torn, file_bytes: buf.len() as u64 })
+    Ok(Scan {
+        header,
+        records,
+        end_offset: offset as u64,
+        torn,
+        file_bytes: buf.len() as u64,
+    })
 }
 
 fn first_non_zero(bytes: &[u8]) -> Option<usize> {

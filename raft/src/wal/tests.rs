@@ -10,7 +10,12 @@ use raft::eraftpb::{Entry, HardState, SnapshotMetadata};
 use super::*;
 
 fn entry(index: u64, term: u64, data_bytes: usize) -> Entry {
-    Entry { index, term, data: vec![(index % 251) as u8; data_bytes].into(), ..Default::default() }
+    Entry {
+        index,
+        term,
+        data: vec![(index % 251) as u8; data_bytes].into(),
+        ..Default::default()
+    }
 }
 
 fn entries(first: u64, last: u64, term: u64, data_bytes: usize) -> Vec<Entry> {
@@ -18,7 +23,10 @@ fn entries(first: u64, last: u64, term: u64, data_bytes: usize) -> Vec<Entry> {
 }
 
 fn small_config(dir: &Path) -> WalConfig {
-    WalConfig { segment_bytes: SEGMENT_BYTES_MIN, ..WalConfig::new(dir) }
+    WalConfig {
+        segment_bytes: SEGMENT_BYTES_MIN,
+        ..WalConfig::new(dir)
+    }
 }
 
 fn must_open(config: &WalConfig) -> (Wal, Recovered) {
@@ -26,7 +34,11 @@ fn must_open(config: &WalConfig) -> (Wal, Recovered) {
 }
 
 fn must_append(wal: &mut Wal, ents: &[Entry]) {
-    wal.append(&LogBatch { entries: ents, ..Default::default() }).unwrap();
+    wal.append(&LogBatch {
+        entries: ents,
+        ..Default::default()
+    })
+    .unwrap();
 }
 
 fn indexes_terms(ents: &[Entry]) -> Vec<(u64, u64)> {
@@ -34,7 +46,11 @@ fn indexes_terms(ents: &[Entry]) -> Vec<(u64, u64)> {
 }
 
 fn marker(index: u64, term: u64) -> SnapshotMetadata {
-    let mut m = SnapshotMetadata { index, term, ..Default::default() };
+    let mut m = SnapshotMetadata {
+        index,
+        term,
+        ..Default::default()
+    };
     m.mut_conf_state().voters = vec![1];
     m
 }
@@ -59,27 +75,52 @@ fn fresh_wal_recovers_empty() {
     let (wal, rec) = must_open(&WalConfig::new(dir.path()));
     assert_eq!(rec, Recovered::default());
     assert_eq!(wal.segment_paths().len(), 1);
-    let name = wal.segment_paths()[0].file_name().unwrap().to_str().unwrap().to_string();
+    let name = wal.segment_paths()[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(name, "0000000000000000-0000000000000001.wal");
-    assert_eq!(std::fs::metadata(&wal.segment_paths()[0]).unwrap().len(), SEGMENT_BYTES_MAX);
+    assert_eq!(
+        std::fs::metadata(&wal.segment_paths()[0]).unwrap().len(),
+        SEGMENT_BYTES_MAX
+    );
 }
 
 #[test]
 fn entries_hard_state_and_marker_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let config = WalConfig::new(dir.path());
-    let hs = HardState { term: 2, vote: 1, commit: 7, ..Default::default() };
+    let hs = HardState {
+        term: 2,
+        vote: 1,
+        commit: 7,
+        ..Default::default()
+    };
     {
         let (mut wal, _) = must_open(&config);
         must_append(&mut wal, &entries(1, 5, 1, 10));
-        wal.append(&LogBatch { entries: &entries(6, 9, 2, 10), hard_state: Some(&hs), ..Default::default() }).unwrap();
-        wal.append(&LogBatch { snapshot: Some(&marker(4, 1)), ..Default::default() }).unwrap();
+        wal.append(&LogBatch {
+            entries: &entries(6, 9, 2, 10),
+            hard_state: Some(&hs),
+            ..Default::default()
+        })
+        .unwrap();
+        wal.append(&LogBatch {
+            snapshot: Some(&marker(4, 1)),
+            ..Default::default()
+        })
+        .unwrap();
         wal.sync().unwrap();
     }
     let (wal, rec) = must_open(&config);
     assert_eq!(rec.hard_state, hs);
     assert_eq!(rec.snapshot, Some(marker(4, 1)));
-    assert_eq!(rec.entries, [entries(5, 5, 1, 10), entries(6, 9, 2, 10)].concat());
+    assert_eq!(
+        rec.entries,
+        [entries(5, 5, 1, 10), entries(6, 9, 2, 10)].concat()
+    );
     assert_eq!(wal.last_index(), 9);
 }
 
@@ -105,7 +146,12 @@ fn a_gap_is_refused_before_anything_is_written() {
     let (mut wal, _) = must_open(&WalConfig::new(dir.path()));
     must_append(&mut wal, &entries(1, 2, 1, 4));
     let written = wal.written_position().1;
-    let err = wal.append(&LogBatch { entries: &entries(4, 4, 1, 4), ..Default::default() }).unwrap_err();
+    let err = wal
+        .append(&LogBatch {
+            entries: &entries(4, 4, 1, 4),
+            ..Default::default()
+        })
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidAppend(_)), "{err}");
     assert_eq!(wal.written_position().1, written);
     assert!(!wal.is_poisoned());
@@ -115,10 +161,20 @@ fn a_gap_is_refused_before_anything_is_written() {
 fn segments_roll_and_recover_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let config = small_config(dir.path());
-    let hs = HardState { term: 1, vote: 1, commit: 3, ..Default::default() };
+    let hs = HardState {
+        term: 1,
+        vote: 1,
+        commit: 3,
+        ..Default::default()
+    };
     {
         let (mut wal, _) = must_open(&config);
-        wal.append(&LogBatch { snapshot: Some(&marker(0, 0)), hard_state: Some(&hs), ..Default::default() }).unwrap();
+        wal.append(&LogBatch {
+            snapshot: Some(&marker(0, 0)),
+            hard_state: Some(&hs),
+            ..Default::default()
+        })
+        .unwrap();
         for i in 1..=60 {
             must_append(&mut wal, &[entry(i, 1, 200)]);
         }
@@ -127,27 +183,53 @@ fn segments_roll_and_recover_in_order() {
         // An entry bigger than a whole segment gets a segment of its own.
         must_append(&mut wal, &[entry(101, 1, 3 * SEGMENT_BYTES_MIN as usize)]);
         wal.sync().unwrap();
-        assert!(wal.segment_paths().len() > 5, "{} segments", wal.segment_paths().len());
+        assert!(
+            wal.segment_paths().len() > 5,
+            "{} segments",
+            wal.segment_paths().len()
+        );
     }
     let (wal, rec) = must_open(&config);
     assert_eq!(rec.entries.len(), 101);
-    assert_eq!(rec.entries, [entries(1, 100, 1, 200), vec![entry(101, 1, 3 * SEGMENT_BYTES_MIN as usize)]].concat());
+    assert_eq!(
+        rec.entries,
+        [
+            entries(1, 100, 1, 200),
+            vec![entry(101, 1, 3 * SEGMENT_BYTES_MIN as usize)]
+        ]
+        .concat()
+    );
     assert_eq!(rec.hard_state, hs);
     assert_eq!(rec.snapshot, Some(marker(0, 0)));
     // Names carry consecutive sequence numbers and the first index each may hold.
-    let names: Vec<String> = wal.segment_paths().iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_string()).collect();
+    let names: Vec<String> = wal
+        .segment_paths()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+        .collect();
     for (seq, name) in names.iter().enumerate() {
         assert!(name.starts_with(&format!("{seq:016x}-")), "{name}");
     }
-    let firsts: Vec<u64> = names.iter().map(|n| u64::from_str_radix(&n[17..33], 16).unwrap()).collect();
+    let firsts: Vec<u64> = names
+        .iter()
+        .map(|n| u64::from_str_radix(&n[17..33], 16).unwrap())
+        .collect();
     assert_eq!(firsts[0], 1);
     assert!(firsts.windows(2).all(|w| w[0] < w[1]), "{firsts:?}");
-    assert_eq!(*firsts.last().unwrap(), 101, "the big entry starts its own segment");
+    assert_eq!(
+        *firsts.last().unwrap(),
+        101,
+        "the big entry starts its own segment"
+    );
 }
 
 #[test]
 fn torn_tail_is_cut_and_appends_continue() {
-    for garbage in [&b"\x30\x00\x00\x00\xde\xad"[..], &[7u8; 3][..], &[0x55; 40][..]] {
+    for garbage in [
+        &b"\x30\x00\x00\x00\xde\xad"[..],
+        &[7u8; 3][..],
+        &[0x55; 40][..],
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let config = WalConfig::new(dir.path());
         let (path, good_end) = {
@@ -162,7 +244,11 @@ fn torn_tail_is_cut_and_appends_continue() {
         let (mut wal, rec) = must_open(&config);
         assert_eq!(indexes_terms(&rec.entries), vec![(1, 1), (2, 1), (3, 1)]);
         assert_eq!(wal.written_position().1, good_end);
-        assert_eq!(read_at(&path, good_end, garbage.len()), vec![0; garbage.len()], "tail zeroed");
+        assert_eq!(
+            read_at(&path, good_end, garbage.len()),
+            vec![0; garbage.len()],
+            "tail zeroed"
+        );
         must_append(&mut wal, &entries(4, 4, 1, 8));
         wal.sync().unwrap();
         drop(wal);
@@ -185,11 +271,20 @@ fn torn_tail_of_a_short_file_is_cut() {
         (path.to_path_buf(), keep, end)
     };
     // The file lost its size and the second half of the last record.
-    OpenOptions::new().write(true).open(&path).unwrap().set_len((keep + end) / 2).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len((keep + end) / 2)
+        .unwrap();
     let (wal, rec) = must_open(&config);
     assert_eq!(rec.entries.len(), 2);
     assert_eq!(wal.written_position().1, keep);
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), SEGMENT_BYTES_MAX, "preallocated again");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        SEGMENT_BYTES_MAX,
+        "preallocated again"
+    );
 }
 
 #[test]
@@ -208,7 +303,11 @@ fn bad_crc_in_the_middle_is_corruption_naming_file_and_offset() {
     let byte = read_at(&path, second + 12, 1)[0];
     write_at(&path, second + 12, &[byte ^ 0x01]);
     match Wal::open(&config) {
-        Err(Error::Corrupt { file, offset, reason }) => {
+        Err(Error::Corrupt {
+            file,
+            offset,
+            reason,
+        }) => {
             assert_eq!((file, offset), (path.clone(), second));
             assert!(reason.contains("crc"), "{reason}");
         }
@@ -299,30 +398,47 @@ fn a_missing_segment_is_corruption() {
 fn compaction_deletes_old_segments_and_recovery_starts_after_them() {
     let dir = tempfile::tempdir().unwrap();
     let config = small_config(dir.path());
-    let hs = HardState { term: 1, vote: 1, commit: 80, ..Default::default() };
+    let hs = HardState {
+        term: 1,
+        vote: 1,
+        commit: 80,
+        ..Default::default()
+    };
     {
         let (mut wal, _) = must_open(&config);
         for i in 1..=80 {
             must_append(&mut wal, &[entry(i, 1, 300)]);
         }
-        wal.append(&LogBatch { hard_state: Some(&hs), ..Default::default() }).unwrap();
+        wal.append(&LogBatch {
+            hard_state: Some(&hs),
+            ..Default::default()
+        })
+        .unwrap();
         let before = wal.segment_paths().len();
         // Without a snapshot marker nothing may go: the entries are the only copy.
         assert_eq!(wal.compact(80).unwrap(), 0);
-        wal.append(&LogBatch { snapshot: Some(&marker(50, 1)), ..Default::default() }).unwrap();
+        wal.append(&LogBatch {
+            snapshot: Some(&marker(50, 1)),
+            ..Default::default()
+        })
+        .unwrap();
         let deleted = wal.compact(50).unwrap();
         assert!(deleted > 0 && deleted < before, "{deleted} of {before}");
         assert_eq!(wal.segment_paths().len(), before - deleted);
         // A later, higher compaction point deletes no segment that holds entries after 50.
         for p in wal.segment_paths().iter().skip(1) {
-            let first = u64::from_str_radix(&p.file_name().unwrap().to_str().unwrap()[17..33], 16).unwrap();
+            let first =
+                u64::from_str_radix(&p.file_name().unwrap().to_str().unwrap()[17..33], 16).unwrap();
             assert!(first > 50 || p == wal.segment_paths().last().unwrap());
         }
     }
     let (_, rec) = must_open(&config);
     assert_eq!(rec.snapshot, Some(marker(50, 1)));
     assert_eq!(rec.hard_state, hs);
-    assert_eq!(indexes_terms(&rec.entries), (51..=80).map(|i| (i, 1)).collect::<Vec<_>>());
+    assert_eq!(
+        indexes_terms(&rec.entries),
+        (51..=80).map(|i| (i, 1)).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -333,8 +449,12 @@ fn diverging_snapshot_marker_replaces_the_log() {
         let (mut wal, _) = must_open(&config);
         must_append(&mut wal, &entries(1, 5, 1, 4));
         // A leader's snapshot at 8 (term 3): this member's log is replaced, then continues.
-        wal.append(&LogBatch { snapshot: Some(&marker(8, 3)), entries: &entries(9, 10, 3, 4), ..Default::default() })
-            .unwrap();
+        wal.append(&LogBatch {
+            snapshot: Some(&marker(8, 3)),
+            entries: &entries(9, 10, 3, 4),
+            ..Default::default()
+        })
+        .unwrap();
         wal.sync().unwrap();
     }
     let (_, rec) = must_open(&config);

@@ -58,7 +58,11 @@ impl std::fmt::Debug for PersistTask {
 
 impl PersistTask {
     pub fn batch(&self) -> LogBatch<'_> {
-        LogBatch { snapshot: self.snapshot.as_ref(), entries: &self.entries, hard_state: self.hard_state.as_ref() }
+        LogBatch {
+            snapshot: self.snapshot.as_ref(),
+            entries: &self.entries,
+            hard_state: self.hard_state.as_ref(),
+        }
     }
 }
 
@@ -90,7 +94,9 @@ pub struct WalMetrics {
 
 impl std::fmt::Debug for WalMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WalMetrics").field("fsyncs", &self.fsync_duration.get_sample_count()).finish_non_exhaustive()
+        f.debug_struct("WalMetrics")
+            .field("fsyncs", &self.fsync_duration.get_sample_count())
+            .finish_non_exhaustive()
     }
 }
 
@@ -102,20 +108,31 @@ impl WalMetrics {
         let batch_buckets = prometheus::exponential_buckets(1.0, 2.0, 12).expect("valid buckets");
         let m = WalMetrics {
             fsync_duration: Histogram::with_opts(
-                HistogramOpts::new("etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL.")
-                    .buckets(fsync_buckets),
+                HistogramOpts::new(
+                    "etcd_disk_wal_fsync_duration_seconds",
+                    "The latency distributions of fsync called by WAL.",
+                )
+                .buckets(fsync_buckets),
             )
             .expect("valid histogram"),
-            write_bytes: IntCounter::new("etcd_disk_wal_write_bytes_total", "Total number of bytes written in WAL.")
-                .expect("valid counter"),
+            write_bytes: IntCounter::new(
+                "etcd_disk_wal_write_bytes_total",
+                "Total number of bytes written in WAL.",
+            )
+            .expect("valid counter"),
             tasks_per_fsync: Histogram::with_opts(
-                HistogramOpts::new("skiff_raft_wal_tasks_per_fsync", "Persist tasks made durable by one WAL fsync (group commit).")
-                    .buckets(batch_buckets),
+                HistogramOpts::new(
+                    "skiff_raft_wal_tasks_per_fsync",
+                    "Persist tasks made durable by one WAL fsync (group commit).",
+                )
+                .buckets(batch_buckets),
             )
             .expect("valid histogram"),
         };
         let reg = |c: Box<dyn prometheus::core::Collector>| {
-            registry.register(c).map_err(|e| Error::Config(format!("registering wal metrics: {e}")))
+            registry
+                .register(c)
+                .map_err(|e| Error::Config(format!("registering wal metrics: {e}")))
         };
         reg(Box::new(m.fsync_duration.clone()))?;
         reg(Box::new(m.write_bytes.clone()))?;
@@ -126,7 +143,9 @@ impl WalMetrics {
     /// The process-wide metrics in the default registry, registered on first use.
     pub fn default_registry() -> Result<WalMetrics> {
         static DEFAULT: OnceLock<Result<WalMetrics>> = OnceLock::new();
-        DEFAULT.get_or_init(|| WalMetrics::register(prometheus::default_registry())).clone()
+        DEFAULT
+            .get_or_init(|| WalMetrics::register(prometheus::default_registry()))
+            .clone()
     }
 }
 
@@ -140,7 +159,9 @@ pub struct LogWriter {
 
 impl std::fmt::Debug for LogWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogWriter").field("stats", &self.stats()).finish_non_exhaustive()
+        f.debug_struct("LogWriter")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
     }
 }
 
@@ -158,8 +179,16 @@ impl LogWriter {
         let thread = thread::Builder::new()
             .name("raft-wal-writer".into())
             .spawn(move || run(wal, rx, thread_shared, metrics))
-            .map_err(|e| Error::Io { file: "raft-wal-writer thread".into(), source: e.into() })?;
-        Ok(LogWriter { tx: Some(tx), storage, shared, thread: Some(thread) })
+            .map_err(|e| Error::Io {
+                file: "raft-wal-writer thread".into(),
+                source: e.into(),
+            })?;
+        Ok(LogWriter {
+            tx: Some(tx),
+            storage,
+            shared,
+            thread: Some(thread),
+        })
     }
 
     /// Queues `task` without waiting: `QueueFull` if the queue is full (the task is dropped
@@ -167,7 +196,9 @@ impl LogWriter {
     /// storage and `on_done` will be called exactly once.
     pub fn submit(&self, task: PersistTask) -> Result<()> {
         let permit = self.tx()?.try_reserve().map_err(|e| match e {
-            mpsc::error::TrySendError::Full(()) => Error::QueueFull { tasks_max: WRITE_QUEUE_TASKS_MAX },
+            mpsc::error::TrySendError::Full(()) => Error::QueueFull {
+                tasks_max: WRITE_QUEUE_TASKS_MAX,
+            },
             mpsc::error::TrySendError::Closed(()) => Error::WriterStopped,
         })?;
         self.enqueue(permit, task)
@@ -175,7 +206,11 @@ impl LogWriter {
 
     /// Queues `task`, waiting (asynchronously) for queue space: back pressure for the node.
     pub async fn submit_async(&self, task: PersistTask) -> Result<()> {
-        let permit = self.tx()?.reserve().await.map_err(|_| Error::WriterStopped)?;
+        let permit = self
+            .tx()?
+            .reserve()
+            .await
+            .map_err(|_| Error::WriterStopped)?;
         self.enqueue(permit, task)
     }
 
@@ -220,7 +255,12 @@ impl LogWriter {
     }
 }
 
-fn run(mut wal: Wal, mut rx: mpsc::Receiver<PersistTask>, shared: Arc<Shared>, metrics: WalMetrics) {
+fn run(
+    mut wal: Wal,
+    mut rx: mpsc::Receiver<PersistTask>,
+    shared: Arc<Shared>,
+    metrics: WalMetrics,
+) {
     let mut batch = Vec::with_capacity(GROUP_COMMIT_TASKS_MAX);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -244,21 +284,38 @@ fn run(mut wal: Wal, mut rx: mpsc::Receiver<PersistTask>, shared: Arc<Shared>, m
 }
 
 /// Appends every task, fsyncs once, then compacts up to the newest snapshot marker.
-fn persist(wal: &mut Wal, batch: &[PersistTask], shared: &Shared, metrics: &WalMetrics) -> Result<()> {
+fn persist(
+    wal: &mut Wal,
+    batch: &[PersistTask],
+    shared: &Shared,
+    metrics: &WalMetrics,
+) -> Result<()> {
     let mut bytes = 0;
     for task in batch {
         bytes += wal.append(&task.batch())?;
     }
+    // Tasks with nothing to write (a ready with only messages) cost no fsync.
+    let needs_fsync = wal.has_unsynced();
     let started = Instant::now();
     wal.sync()?;
-    metrics.fsync_duration.observe(started.elapsed().as_secs_f64());
+    if needs_fsync {
+        metrics
+            .fsync_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics.tasks_per_fsync.observe(batch.len() as f64);
+        shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+    }
     metrics.write_bytes.inc_by(bytes);
-    metrics.tasks_per_fsync.observe(batch.len() as f64);
-    shared.fsyncs.fetch_add(1, Ordering::Relaxed);
-    shared.tasks.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    shared
+        .tasks
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     shared.write_bytes.fetch_add(bytes, Ordering::Relaxed);
 
-    if let Some(index) = batch.iter().filter_map(|t| t.snapshot.as_ref().map(|m| m.index)).max() {
+    if let Some(index) = batch
+        .iter()
+        .filter_map(|t| t.snapshot.as_ref().map(|m| m.index))
+        .max()
+    {
         // The tasks are durable whatever happens here; a segment that could not be deleted
         // only costs disk space until the next marker retries.
         if let Err(e) = wal.compact(index) {

@@ -43,17 +43,42 @@ fn concurrent_submitters_share_fsyncs_and_everything_is_recovered() {
     let tasks = (SUBMITTERS * TASKS_PER_SUBMITTER) as u64;
     let stats = writer.stats();
     assert_eq!(stats.tasks, tasks);
-    assert!(stats.fsyncs < tasks, "{} fsyncs for {tasks} tasks: no group commit", stats.fsyncs);
+    assert!(
+        stats.fsyncs < tasks,
+        "{} fsyncs for {tasks} tasks: no group commit",
+        stats.fsyncs
+    );
     assert!(stats.write_bytes > 0);
     let families = registry.gather();
-    let fsync_hist = families.iter().find(|f| f.name() == "etcd_disk_wal_fsync_duration_seconds").unwrap();
-    assert_eq!(fsync_hist.get_metric()[0].get_histogram().get_sample_count(), stats.fsyncs);
-    assert_eq!(fsync_hist.get_metric()[0].get_histogram().get_bucket().len(), 14);
+    let fsync_hist = families
+        .iter()
+        .find(|f| f.name() == "etcd_disk_wal_fsync_duration_seconds")
+        .unwrap();
+    assert_eq!(
+        fsync_hist.get_metric()[0]
+            .get_histogram()
+            .get_sample_count(),
+        stats.fsyncs
+    );
+    assert_eq!(
+        fsync_hist.get_metric()[0]
+            .get_histogram()
+            .get_bucket()
+            .len(),
+        14
+    );
     assert_eq!(raft::Storage::last_index(&storage).unwrap(), tasks);
     writer.shutdown();
 
     let (storage, writer) = DurableStorage::open(config).unwrap();
-    let got = raft::Storage::entries(&storage, 1, tasks + 1, None, raft::GetEntriesContext::empty(false)).unwrap();
+    let got = raft::Storage::entries(
+        &storage,
+        1,
+        tasks + 1,
+        None,
+        raft::GetEntriesContext::empty(false),
+    )
+    .unwrap();
     assert_eq!(got.len() as u64, tasks);
     assert!(got.iter().enumerate().all(|(i, e)| e.index == i as u64 + 1));
     writer.shutdown();

@@ -9,7 +9,12 @@ use raft::eraftpb::Entry;
 use skiff_raft::wal::{WalConfig, WalMetrics};
 
 pub fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-    Entry { index, term, data: data.to_vec().into(), ..Default::default() }
+    Entry {
+        index,
+        term,
+        data: data.to_vec().into(),
+        ..Default::default()
+    }
 }
 
 /// A config with metrics in a registry of its own, so tests do not share metrics.
@@ -20,5 +25,11 @@ pub fn config(dir: &std::path::Path) -> WalConfig {
 pub fn config_with_registry(dir: &std::path::Path) -> (WalConfig, prometheus::Registry) {
     let registry = prometheus::Registry::new();
     let metrics = WalMetrics::register(&registry).unwrap();
-    (WalConfig { metrics: Some(metrics), ..WalConfig::new(dir) }, registry)
+    (
+        WalConfig {
+            metrics: Some(metrics),
+            ..WalConfig::new(dir)
+        },
+        registry,
+    )
 }

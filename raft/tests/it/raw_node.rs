@@ -13,7 +13,13 @@ const DEADLINE: Duration = Duration::from_secs(20);
 const PROPOSALS: usize = 20;
 
 fn raft_config(applied: u64) -> raft::Config {
-    raft::Config { id: 1, election_tick: 10, heartbeat_tick: 1, applied, ..Default::default() }
+    raft::Config {
+        id: 1,
+        election_tick: 10,
+        heartbeat_tick: 1,
+        applied,
+        ..Default::default()
+    }
 }
 
 fn logger() -> slog::Logger {
@@ -34,7 +40,13 @@ impl Driver {
     fn new(storage: DurableStorage, writer: LogWriter, applied: u64) -> Driver {
         let node = RawNode::new(&raft_config(applied), storage, &logger()).unwrap();
         let (persisted_tx, persisted_rx) = mpsc::channel();
-        Driver { node, writer, persisted_tx, persisted_rx, committed: Vec::new() }
+        Driver {
+            node,
+            writer,
+            persisted_tx,
+            persisted_rx,
+            committed: Vec::new(),
+        }
     }
 
     fn on_ready(&mut self) {
@@ -67,7 +79,11 @@ impl Driver {
     fn run_until(&mut self, mut done: impl FnMut(&mut Driver) -> bool) {
         let deadline = Instant::now() + DEADLINE;
         while !done(self) {
-            assert!(Instant::now() < deadline, "timed out; committed {:?}", self.committed.len());
+            assert!(
+                Instant::now() < deadline,
+                "timed out; committed {:?}",
+                self.committed.len()
+            );
             self.on_ready();
             if let Ok(n) = self.persisted_rx.recv_timeout(Duration::from_millis(10)) {
                 self.node.on_persist_ready(n);
@@ -79,7 +95,11 @@ impl Driver {
     }
 
     fn committed_payloads(&self) -> Vec<Vec<u8>> {
-        self.committed.iter().filter(|e| !e.data.is_empty()).map(|e| e.data.to_vec()).collect()
+        self.committed
+            .iter()
+            .filter(|e| !e.data.is_empty())
+            .map(|e| e.data.to_vec())
+            .collect()
     }
 }
 
@@ -112,17 +132,39 @@ fn single_voter_commits_through_the_wal_and_restarts_from_it() {
     let state = storage.initial_state().unwrap();
     assert_eq!(state.conf_state.voters, vec![1]);
     assert_eq!(state.hard_state.term, term);
-    assert!(state.hard_state.commit >= last_index, "commit {} < {last_index}", state.hard_state.commit);
-    let entries = storage.entries(1, last_index + 1, None, raft::GetEntriesContext::empty(false)).unwrap();
-    let payloads: Vec<Vec<u8>> = entries.iter().filter(|e| !e.data.is_empty()).map(|e| e.data.to_vec()).collect();
+    assert!(
+        state.hard_state.commit >= last_index,
+        "commit {} < {last_index}",
+        state.hard_state.commit
+    );
+    let entries = storage
+        .entries(
+            1,
+            last_index + 1,
+            None,
+            raft::GetEntriesContext::empty(false),
+        )
+        .unwrap();
+    let payloads: Vec<Vec<u8>> = entries
+        .iter()
+        .filter(|e| !e.data.is_empty())
+        .map(|e| e.data.to_vec())
+        .collect();
     assert_eq!(payloads, want);
 
     // The restarted member is elected again and keeps committing.
     let mut driver = Driver::new(storage, writer, last_index);
     driver.node.campaign().unwrap();
     driver.run_until(|d| d.node.raft.state == StateRole::Leader);
-    driver.node.propose(vec![], b"after restart".to_vec()).unwrap();
-    driver.run_until(|d| d.committed_payloads().last().is_some_and(|p| p == b"after restart"));
+    driver
+        .node
+        .propose(vec![], b"after restart".to_vec())
+        .unwrap();
+    driver.run_until(|d| {
+        d.committed_payloads()
+            .last()
+            .is_some_and(|p| p == b"after restart")
+    });
     assert!(driver.node.raft.term > term);
     let Driver { writer, .. } = driver;
     writer.shutdown();

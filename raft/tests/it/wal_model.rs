@@ -16,16 +16,30 @@ use crate::entry;
 enum Op {
     /// Appends `n` entries, overwriting the last `back` (as a new leader would); a new term
     /// if `new_term`.
-    Append { back: u8, n: u8, data_bytes: u16, new_term: bool },
-    HardState { vote: u8, commit_back: u8 },
+    Append {
+        back: u8,
+        n: u8,
+        data_bytes: u16,
+        new_term: bool,
+    },
+    HardState {
+        vote: u8,
+        commit_back: u8,
+    },
     /// A snapshot marker `back` entries before the end with that entry's term; with `ahead`,
     /// a leader's snapshot past the end in a new term (replaces the log).
-    Marker { back: u8, ahead: bool },
+    Marker {
+        back: u8,
+        ahead: bool,
+    },
     Sync,
     Compact,
     /// Drop the `Wal` without syncing, then lose everything after a point between the last
     /// sync and the end of what was written: cut the file there, or zero it from there.
-    Crash { cut: u16, zero_fill: bool },
+    Crash {
+        cut: u16,
+        zero_fill: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -101,10 +115,19 @@ struct Harness {
 
 impl Harness {
     fn new(dir: &std::path::Path) -> Harness {
-        let config = WalConfig { segment_bytes: SEGMENT_BYTES_MIN, ..crate::config(dir) };
+        let config = WalConfig {
+            segment_bytes: SEGMENT_BYTES_MIN,
+            ..crate::config(dir)
+        };
         let (wal, recovered) = Wal::open(&config).unwrap();
         assert_eq!(recovered, Recovered::default());
-        Harness { config, wal: Some(wal), history: vec![Model::default()], synced: 0, term: 1 }
+        Harness {
+            config,
+            wal: Some(wal),
+            history: vec![Model::default()],
+            synced: 0,
+            term: 1,
+        }
     }
 
     fn wal(&mut self) -> &mut Wal {
@@ -118,7 +141,12 @@ impl Harness {
     fn apply(&mut self, op: &Op) {
         let mut model = self.model();
         match *op {
-            Op::Append { back, n, data_bytes, new_term } => {
+            Op::Append {
+                back,
+                n,
+                data_bytes,
+                new_term,
+            } => {
                 if new_term {
                     self.term += 1;
                 }
@@ -126,7 +154,12 @@ impl Harness {
                 let ents: Vec<Entry> = (first..first + n as u64)
                     .map(|i| entry(i, self.term, &vec![(i % 256) as u8; data_bytes as usize]))
                     .collect();
-                self.wal().append(&LogBatch { entries: &ents, ..Default::default() }).unwrap();
+                self.wal()
+                    .append(&LogBatch {
+                        entries: &ents,
+                        ..Default::default()
+                    })
+                    .unwrap();
                 model.append(&ents);
             }
             Op::HardState { vote, commit_back } => {
@@ -136,7 +169,12 @@ impl Harness {
                     commit: model.last().saturating_sub(commit_back as u64),
                     ..Default::default()
                 };
-                self.wal().append(&LogBatch { hard_state: Some(&hs), ..Default::default() }).unwrap();
+                self.wal()
+                    .append(&LogBatch {
+                        hard_state: Some(&hs),
+                        ..Default::default()
+                    })
+                    .unwrap();
                 model.hard_state = hs;
             }
             Op::Marker { back, ahead } => {
@@ -150,7 +188,12 @@ impl Harness {
                     m.term = model.term_at(m.index);
                 }
                 m.mut_conf_state().voters = vec![1, (back % 3) as u64 + 2];
-                self.wal().append(&LogBatch { snapshot: Some(&m), ..Default::default() }).unwrap();
+                self.wal()
+                    .append(&LogBatch {
+                        snapshot: Some(&m),
+                        ..Default::default()
+                    })
+                    .unwrap();
                 model.marker(&m);
             }
             Op::Sync => {
@@ -189,8 +232,12 @@ impl Harness {
     }
 
     fn reopen_and_check(&mut self) {
-        let (wal, recovered) = Wal::open(&self.config).unwrap_or_else(|e| panic!("reopen failed: {e}"));
-        let Some(k) = (self.synced..self.history.len()).rev().find(|&k| self.history[k].matches(&recovered)) else {
+        let (wal, recovered) =
+            Wal::open(&self.config).unwrap_or_else(|e| panic!("reopen failed: {e}"));
+        let Some(k) = (self.synced..self.history.len())
+            .rev()
+            .find(|&k| self.history[k].matches(&recovered))
+        else {
             panic!(
                 "recovered state matches no state from the last sync on.\nrecovered: {recovered:#?}\nsynced: {:#?}\nlatest: {:#?}",
                 self.history[self.synced],
@@ -209,7 +256,10 @@ fn check(ops: &[Op]) {
     for op in ops {
         h.apply(op);
     }
-    h.apply(&Op::Crash { cut: u16::MAX, zero_fill: false });
+    h.apply(&Op::Crash {
+        cut: u16::MAX,
+        zero_fill: false,
+    });
     // A clean reopen after the crash recovery changes nothing.
     h.wal.take();
     h.reopen_and_check();
@@ -228,11 +278,29 @@ proptest! {
 #[test]
 fn overwrite_then_crash_before_sync_keeps_the_synced_log() {
     check(&[
-        Op::Append { back: 0, n: 4, data_bytes: 10, new_term: false },
+        Op::Append {
+            back: 0,
+            n: 4,
+            data_bytes: 10,
+            new_term: false,
+        },
         Op::Sync,
-        Op::Append { back: 2, n: 1, data_bytes: 10, new_term: true },
-        Op::Crash { cut: 0, zero_fill: true },
-        Op::Append { back: 0, n: 1, data_bytes: 10, new_term: false },
+        Op::Append {
+            back: 2,
+            n: 1,
+            data_bytes: 10,
+            new_term: true,
+        },
+        Op::Crash {
+            cut: 0,
+            zero_fill: true,
+        },
+        Op::Append {
+            back: 0,
+            n: 1,
+            data_bytes: 10,
+            new_term: false,
+        },
         Op::Sync,
     ]);
 }

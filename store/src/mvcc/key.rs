@@ -65,7 +65,7 @@ pub const fn encoded_len(len: usize) -> usize {
 /// Decodes a complete memcomparable encoding (nothing may follow it).
 pub fn decode_key(enc: &[u8]) -> Result<Vec<u8>> {
     let corrupt = |why: &str| Error::Corrupt(format!("memcomparable key {enc:02x?}: {why}"));
-    if enc.is_empty() || enc.len() % ENC_GROUP_WITH_MARKER != 0 {
+    if enc.is_empty() || !enc.len().is_multiple_of(ENC_GROUP_WITH_MARKER) {
         return Err(corrupt("length is not a whole number of groups"));
     }
     let mut key = Vec::with_capacity(enc.len() / ENC_GROUP_WITH_MARKER * ENC_GROUP_SIZE);

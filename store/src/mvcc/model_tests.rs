@@ -393,3 +393,10 @@ fn model_history_with_every_op_kind() {
         Op::Events { key: 0, end: AllKeys, back: 0, limit: 0 },
     ]);
 }
+
+/// Shrunk failure: the first crash simulation set `avoid_flush_during_shutdown` through
+/// `SetOptions`, which RocksDB rejects for DB options; now it is set at open.
+#[test]
+fn regression_crash_on_a_fresh_store() {
+    run(&[Op::Crash]);
+}

@@ -88,7 +88,7 @@ impl<'a> Record<'a> {
     }
 
     /// The `KeyValue` of a live version.
-    pub fn to_kv(&self, key: Vec<u8>, rev: Revision) -> KeyValue {
+    pub fn to_kv(self, key: Vec<u8>, rev: Revision) -> KeyValue {
         debug_assert!(!self.tombstone);
         KeyValue {
             key,

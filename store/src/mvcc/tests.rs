@@ -47,7 +47,12 @@ fn keys(r: &RangeResult) -> Vec<&[u8]> {
 }
 
 pub(super) fn raw_count(s: &MvccStore, cf: &str) -> usize {
-    s.db.iterator_cf(s.cf(cf), IteratorMode::Start).map(|item| item.unwrap()).count()
+    let mut count = 0;
+    for item in s.db.iterator_cf(s.cf(cf), IteratorMode::Start) {
+        item.unwrap();
+        count += 1;
+    }
+    count
 }
 
 fn all(rev: i64) -> RangeOptions {

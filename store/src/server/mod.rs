@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use skiff_raft::node::{self, NodeConfig, NodeHandle};
 use skiff_raft::storage::{DurableStorage, WalConfig};
+use skiff_raft::wal::WalMetrics;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -181,7 +182,11 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<RunningServer> {
     let metrics = Arc::new(Metrics::new(&config)?);
     let mvcc = Arc::new(MvccStore::open(&dir.join("kv"), MvccConfig::default())?);
     let applied_index = mvcc.consistent_index();
-    let (storage, writer) = DurableStorage::open_single_voter(WalConfig::new(dir.join("wal")), config.member_id)?;
+    let (storage, writer) = {
+        let mut wal_config = WalConfig::new(dir.join("wal"));
+        wal_config.metrics = Some(WalMetrics::register(metrics.registry())?);
+        DurableStorage::open_single_voter(wal_config, config.member_id)?
+    };
     info!(
         name = %config.name,
         member_id = format_args!("{:x}", config.member_id),
@@ -328,7 +333,8 @@ pub fn restore_snapshot(file: &std::path::Path, data_dir: &std::path::Path) -> a
     std::fs::create_dir_all(&member)?;
     crate::snapshot::restore(file, &member.join("kv"))?;
     let mvcc = MvccStore::open(&member.join("kv"), MvccConfig::default())?;
-    mvcc.reset_consistent_index()?;
+    // An empty write txn records consistent index 0: the new raft log starts at 1.
+    mvcc.write().commit(0)?;
     mvcc.flush()?;
     Ok(())
 }

@@ -30,7 +30,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use parking_lot::Mutex;
 use prometheus::Registry;
@@ -41,7 +40,7 @@ use tokio::task::JoinHandle;
 use super::errors;
 use super::metrics::WatchMetrics;
 use super::watcher::{Filters, KeyRange, StreamId, SyncedIndex, WatchOptions, Watcher, WatcherKey};
-use super::{AUTO_WATCH_ID, INVALID_WATCH_ID, PROGRESS_NOTIFY_INTERVAL_MIN};
+use super::{AUTO_WATCH_ID, INVALID_WATCH_ID};
 use crate::mvcc::{Event, MvccStore};
 
 /// A message from the hub to one watch stream; the stream turns it into `WatchResponse`s.
@@ -92,7 +91,6 @@ pub struct WatchHub {
     /// Wakes the catch-up task when a watcher turns unsynced.
     pub(crate) catchup_wake: Arc<Notify>,
     pub(crate) metrics: WatchMetrics,
-    progress_notify_interval: Duration,
     catchup_task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -122,24 +120,17 @@ pub(crate) struct StreamState {
 }
 
 impl WatchHub {
-    /// A hub over `mvcc`, starting at its current revision. Must be called within a tokio
-    /// runtime: the catch-up task is spawned on it. `progress_notify_interval` is etcd's
-    /// `--experimental-watch-progress-notify-interval` (raised to
-    /// [`PROGRESS_NOTIFY_INTERVAL_MIN`] like etcd does).
+    /// A hub over `mvcc`, starting at its current revision. Its catch-up task runs on
+    /// `runtime`; its gauges are registered in `registry`.
     ///
     /// The applier must call [`Self::notify`] for every write transaction committed after
     /// this call, and [`Self::restore`] after replacing the store's contents from a snapshot.
-    pub fn new(mvcc: Arc<MvccStore>, progress_notify_interval: Duration) -> Arc<Self> {
-        let progress_notify_interval = if progress_notify_interval < PROGRESS_NOTIFY_INTERVAL_MIN {
-            tracing::warn!(
-                requested = ?progress_notify_interval,
-                min = ?PROGRESS_NOTIFY_INTERVAL_MIN,
-                "adjusting watch progress notify interval to minimum period"
-            );
-            PROGRESS_NOTIFY_INTERVAL_MIN
-        } else {
-            progress_notify_interval
-        };
+    pub fn new(
+        mvcc: Arc<MvccStore>,
+        registry: &Registry,
+        runtime: &tokio::runtime::Handle,
+    ) -> prometheus::Result<Arc<Self>> {
+        let metrics = WatchMetrics::new(registry)?;
         let rev = mvcc.current_revision();
         let hub = Arc::new(WatchHub {
             mvcc,
@@ -153,23 +144,12 @@ impl WatchHub {
                 streams: HashMap::new(),
             }),
             catchup_wake: Arc::new(Notify::new()),
-            metrics: WatchMetrics::new(),
-            progress_notify_interval,
+            metrics,
             catchup_task: Mutex::new(None),
         });
-        let task = tokio::spawn(super::catchup::run(Arc::downgrade(&hub), hub.catchup_wake.clone()));
+        let task = runtime.spawn(super::catchup::run(Arc::downgrade(&hub), hub.catchup_wake.clone()));
         *hub.catchup_task.lock() = Some(task);
-        hub
-    }
-
-    /// Registers the watch gauges (`etcd_debugging_mvcc_watcher_total`,
-    /// `..._slow_watcher_total`, `..._pending_events_total`, `..._watch_stream_total`).
-    pub fn register_metrics(&self, registry: &Registry) -> prometheus::Result<()> {
-        self.metrics.register(registry)
-    }
-
-    pub fn progress_notify_interval(&self) -> Duration {
-        self.progress_notify_interval
+        Ok(hub)
     }
 
     /// The revision the hub has been notified of; the header revision of its responses.

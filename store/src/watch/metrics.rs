@@ -15,8 +15,16 @@ pub(crate) struct WatchMetrics {
 }
 
 impl WatchMetrics {
-    /// Creates the gauges, not registered anywhere yet (see [`Self::register`]).
-    pub(crate) fn new() -> Self {
+    /// Creates the gauges and registers them in `registry`.
+    pub(crate) fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = Self::unregistered();
+        for gauge in [&metrics.watchers, &metrics.slow_watchers, &metrics.pending_events, &metrics.streams] {
+            registry.register(Box::new(gauge.clone()))?;
+        }
+        Ok(metrics)
+    }
+
+    fn unregistered() -> Self {
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric name and help");
         Self {
             watchers: gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers."),
@@ -30,12 +38,5 @@ impl WatchMetrics {
             ),
             streams: gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams."),
         }
-    }
-
-    pub(crate) fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        for gauge in [&self.watchers, &self.slow_watchers, &self.pending_events, &self.streams] {
-            registry.register(Box::new(gauge.clone()))?;
-        }
-        Ok(())
     }
 }

@@ -45,7 +45,7 @@ mod service_tests;
 use std::time::Duration;
 
 pub use hub::WatchHub;
-pub use service::{HeaderFn, WatchResponseStream, WatchService};
+pub use service::{HeaderFn, WatchResponseStream, WatchService, WatchServiceConfig};
 
 /// Responses buffered per watch stream between the hub and gRPC. etcd's `chanBufLen`:
 /// large enough to absorb a burst of writes, small enough that a client that stops

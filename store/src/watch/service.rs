@@ -26,7 +26,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::hub::{Outbound, WatchCreate, WatchHub};
 use super::watcher::{Filters, StreamId};
-use super::{GRPC_OVERHEAD_BYTES, REQUEST_BYTES_MAX_DEFAULT, STREAM_SEND_QUEUE_RESPONSES_MAX};
+use super::{
+    GRPC_OVERHEAD_BYTES, PROGRESS_NOTIFY_INTERVAL_DEFAULT, PROGRESS_NOTIFY_INTERVAL_MIN, REQUEST_BYTES_MAX_DEFAULT,
+    STREAM_SEND_QUEUE_RESPONSES_MAX,
+};
 use crate::mvcc::{self, EventKind};
 use crate::proto::etcdserverpb::watch_create_request::FilterType;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
@@ -45,26 +48,54 @@ const WATCH_RESPONSE_EVENTS_FIELD: u32 = 11;
 /// (etcd adds up to a tenth), so streams opened together do not tick together.
 const PROGRESS_NOTIFY_JITTER_DIVISOR: u32 = 10;
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchServiceConfig {
+    /// Period of progress notifications to watchers that asked for `progress_notify`
+    /// (etcd's `--experimental-watch-progress-notify-interval`); raised to
+    /// [`PROGRESS_NOTIFY_INTERVAL_MIN`] like etcd does.
+    pub progress_notify_interval: Duration,
+    /// A response larger than this is split, when the watcher asked for `fragment`
+    /// (etcd: `--max-request-bytes` plus [`GRPC_OVERHEAD_BYTES`]).
+    pub response_bytes_max: usize,
+}
+
+impl Default for WatchServiceConfig {
+    fn default() -> Self {
+        Self {
+            progress_notify_interval: PROGRESS_NOTIFY_INTERVAL_DEFAULT,
+            response_bytes_max: REQUEST_BYTES_MAX_DEFAULT + GRPC_OVERHEAD_BYTES,
+        }
+    }
+}
+
+impl WatchServiceConfig {
+    /// The fragment limit etcd derives from `--max-request-bytes`.
+    pub fn with_request_bytes_max(mut self, request_bytes_max: usize) -> Self {
+        self.response_bytes_max = request_bytes_max + GRPC_OVERHEAD_BYTES;
+        self
+    }
+}
+
 /// The etcd `Watch` gRPC service over a [`WatchHub`].
 #[derive(Clone)]
 pub struct WatchService {
     hub: Arc<WatchHub>,
     header: HeaderFn,
-    /// A response larger than this is split when the watcher asked for `fragment`.
-    response_bytes_max: usize,
+    config: WatchServiceConfig,
 }
 
 impl WatchService {
-    /// With etcd's default fragment limit (`--max-request-bytes` 1.5 MiB plus gRPC overhead).
-    pub fn new(hub: Arc<WatchHub>, header: HeaderFn) -> Self {
-        Self { hub, header, response_bytes_max: REQUEST_BYTES_MAX_DEFAULT + GRPC_OVERHEAD_BYTES }
-    }
-
-    /// The fragment limit; etcd uses `--max-request-bytes` + [`GRPC_OVERHEAD_BYTES`].
-    pub fn with_response_bytes_max(mut self, response_bytes_max: usize) -> Self {
-        assert!(response_bytes_max > 0, "watch response size limit must be positive");
-        self.response_bytes_max = response_bytes_max;
-        self
+    pub fn new(hub: Arc<WatchHub>, header: HeaderFn, mut config: WatchServiceConfig) -> Self {
+        if config.progress_notify_interval < PROGRESS_NOTIFY_INTERVAL_MIN {
+            tracing::warn!(
+                requested = ?config.progress_notify_interval,
+                min = ?PROGRESS_NOTIFY_INTERVAL_MIN,
+                "adjusting watch progress notify interval to minimum period"
+            );
+            config.progress_notify_interval = PROGRESS_NOTIFY_INTERVAL_MIN;
+        }
+        assert!(config.response_bytes_max > 0, "watch response size limit must be positive");
+        Self { hub, header, config }
     }
 
     /// Serves one watch stream: requests from `inbound`, responses from the returned stream.
@@ -75,7 +106,7 @@ impl WatchService {
     {
         let (tx, rx) = mpsc::channel(STREAM_SEND_QUEUE_RESPONSES_MAX);
         let stream = self.hub.open_stream(tx.clone());
-        let interval = self.hub.progress_notify_interval();
+        let interval = self.config.progress_notify_interval;
         let jitter_max = interval / PROGRESS_NOTIFY_JITTER_DIVISOR;
         let jitter = jitter_max.mul_f64(rand::rng().random_range(0.0..1.0));
         let recv_task = tokio::spawn(request_loop(self.hub.clone(), stream, tx, Box::pin(inbound), interval + jitter));
@@ -83,7 +114,7 @@ impl WatchService {
             rx,
             ready: VecDeque::new(),
             header: self.header.clone(),
-            response_bytes_max: self.response_bytes_max,
+            response_bytes_max: self.config.response_bytes_max,
             hub: self.hub.clone(),
             stream,
             recv_task,

@@ -12,7 +12,7 @@ use tonic::Status;
 
 use super::service::split_fragments;
 use super::test_support::{header_fn, Fixture, TEST_DEADLINE};
-use super::{WatchResponseStream, WatchService, INVALID_WATCH_ID, PROGRESS_NOTIFY_INTERVAL_MIN};
+use super::{WatchResponseStream, WatchService, WatchServiceConfig, INVALID_WATCH_ID, PROGRESS_NOTIFY_INTERVAL_MIN};
 use crate::proto::etcdserverpb::watch_create_request::FilterType;
 use crate::proto::etcdserverpb::watch_request::RequestUnion;
 use crate::proto::etcdserverpb::{
@@ -69,7 +69,11 @@ impl Client {
 }
 
 fn service(f: &Fixture) -> WatchService {
-    WatchService::new(f.hub.clone(), header_fn())
+    service_with(f, WatchServiceConfig::default())
+}
+
+fn service_with(f: &Fixture, config: WatchServiceConfig) -> WatchService {
+    WatchService::new(f.hub.clone(), header_fn(), config)
 }
 
 fn create(key: &str) -> WatchCreateRequest {
@@ -196,8 +200,8 @@ async fn request_progress_answers_with_invalid_watch_id_and_current_revision() {
 #[tokio::test]
 async fn progress_notify_arrives_every_interval_for_watchers_that_asked() {
     let interval = PROGRESS_NOTIFY_INTERVAL_MIN;
-    let f = Fixture::with_progress_interval(interval);
-    let svc = service(&f);
+    let f = Fixture::new();
+    let svc = service_with(&f, WatchServiceConfig { progress_notify_interval: interval, ..Default::default() });
     let mut c = Client::connect(&svc);
     let opened = Instant::now();
     let _plain = c.watch(create("k")).await;
@@ -214,7 +218,7 @@ async fn progress_notify_arrives_every_interval_for_watchers_that_asked() {
 async fn fragment_splits_a_large_transaction_and_only_when_asked() {
     let f = Fixture::new();
     let bytes_max = 1024;
-    let svc = service(&f).with_response_bytes_max(bytes_max);
+    let svc = service_with(&f, WatchServiceConfig { response_bytes_max: bytes_max, ..Default::default() });
     let mut c = Client::connect(&svc);
     let fragmented = c.watch(WatchCreateRequest { fragment: true, ..prefix("k") }).await;
     let mut whole = Client::connect(&svc);

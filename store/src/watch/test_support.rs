@@ -9,7 +9,7 @@ use prometheus::Registry;
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 
-use super::{HeaderFn, WatchHub, PROGRESS_NOTIFY_INTERVAL_DEFAULT};
+use super::{HeaderFn, WatchHub};
 use crate::mvcc::{MvccConfig, MvccStore, WriteTxn};
 use crate::proto::etcdserverpb::ResponseHeader;
 
@@ -30,10 +30,6 @@ pub(crate) struct Fixture {
 impl Fixture {
     /// Must be called within a tokio runtime (the hub's catch-up task runs there).
     pub(crate) fn new() -> Self {
-        Self::with_progress_interval(PROGRESS_NOTIFY_INTERVAL_DEFAULT)
-    }
-
-    pub(crate) fn with_progress_interval(progress_notify_interval: Duration) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = MvccConfig {
             block_cache_bytes: TEST_CACHE_BYTES,
@@ -42,8 +38,8 @@ impl Fixture {
             ..MvccConfig::default()
         };
         let mvcc = Arc::new(MvccStore::open(dir.path(), config).expect("open mvcc"));
-        let hub = WatchHub::new(mvcc.clone(), progress_notify_interval);
-        hub.register_metrics(&Registry::new()).expect("register watch metrics");
+        let runtime = tokio::runtime::Handle::current();
+        let hub = WatchHub::new(mvcc.clone(), &Registry::new(), &runtime).expect("hub");
         Self { mvcc, hub, next_index: AtomicU64::new(1), _dir: dir }
     }
 
