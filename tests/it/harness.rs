@@ -41,7 +41,12 @@ impl Server {
 
     /// Starts a fresh single-member store and waits until it serves reads.
     pub fn start(self) -> anyhow::Result<RunningServer> {
-        RunningServer::start(self)
+        RunningServer::start(self, &[])
+    }
+
+    /// As `start`, with extra flags (e.g. `--quota-backend-bytes`).
+    pub fn start_with(self, extra_args: &[&str]) -> anyhow::Result<RunningServer> {
+        RunningServer::start(self, extra_args)
     }
 }
 
@@ -76,64 +81,28 @@ pub struct RunningServer {
     /// Holds the data dir and the server log; scripts may write files under `scratch_dir()`.
     dir: tempfile::TempDir,
     child: Child,
+    kind: Server,
+    extra_args: Vec<String>,
 }
 
 impl RunningServer {
-    fn start(kind: Server) -> anyhow::Result<RunningServer> {
-        let binary = match kind {
-            Server::Skiff => PathBuf::from(env!("CARGO_BIN_EXE_skiff")),
-            Server::Etcd => must_find_binary("etcd")?,
-        };
+    fn start(kind: Server, extra_args: &[&str]) -> anyhow::Result<RunningServer> {
         // etcdctl is needed for readiness either way; fail early with the hint.
         must_find_binary("etcdctl")?;
-
         let dir = tempfile::Builder::new()
             .prefix(&format!("skiff-it-{}-", kind.name()))
             .tempdir()?;
         std::fs::create_dir(dir.path().join("scratch"))?;
-        let data_dir = dir.path().join("data");
-        let log_path = dir.path().join("server.log");
         let (client_port, peer_port) = free_port_pair()?;
-        let client_url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-
-        let mut cmd = Command::new(&binary);
-        if kind == Server::Skiff {
-            cmd.arg("store");
-        }
-        cmd.arg("--name")
-            .arg("s1")
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--listen-client-urls")
-            .arg(&client_url)
-            .arg("--advertise-client-urls")
-            .arg(&client_url)
-            .arg("--listen-peer-urls")
-            .arg(&peer_url)
-            .arg("--initial-advertise-peer-urls")
-            .arg(&peer_url)
-            .arg("--initial-cluster")
-            .arg(format!("s1={peer_url}"));
-        // Keep the server's configuration to its flags.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ETCD_") {
-                cmd.env_remove(&key);
-            }
-        }
-        let log = std::fs::File::create(&log_path)?;
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("spawning {}", binary.display()))?;
-
+        let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        let child = spawn(kind, dir.path(), client_port, peer_port, &extra_args)?;
         let mut server = RunningServer {
             client_port,
             peer_port,
             dir,
             child,
+            kind,
+            extra_args,
         };
         server.wait_ready().with_context(|| {
             format!(
@@ -143,6 +112,27 @@ impl RunningServer {
             )
         })?;
         Ok(server)
+    }
+
+    /// Kills the server with SIGKILL (no chance to flush anything) and reaps it.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Starts the server again on the same data dir and ports, and waits until it serves.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(self.kind, self.dir.path(), self.client_port, self.peer_port, &self.extra_args)?;
+        self.wait_ready()
+            .with_context(|| format!("restart failed; log tail:\n{}", self.log_tail()))
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     pub fn client_url(&self) -> String {
@@ -243,6 +233,51 @@ impl Drop for RunningServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns one server process with its data dir and log under `dir`.
+fn spawn(
+    kind: Server,
+    dir: &std::path::Path,
+    client_port: u16,
+    peer_port: u16,
+    extra_args: &[String],
+) -> anyhow::Result<Child> {
+    let binary = match kind {
+        Server::Skiff => PathBuf::from(env!("CARGO_BIN_EXE_skiff")),
+        Server::Etcd => must_find_binary("etcd")?,
+    };
+    let data_dir = dir.join("data");
+    let client_url = format!("http://127.0.0.1:{client_port}");
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let mut cmd = Command::new(&binary);
+    if kind == Server::Skiff {
+        cmd.arg("store");
+    }
+    cmd.arg("--name")
+        .arg("s1")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--listen-client-urls")
+        .arg(&client_url)
+        .arg("--advertise-client-urls")
+        .arg(&client_url)
+        .arg("--listen-peer-urls")
+        .arg(&peer_url)
+        .arg("--initial-advertise-peer-urls")
+        .arg(&peer_url)
+        .arg("--initial-cluster")
+        .arg(format!("s1={peer_url}"))
+        .args(extra_args);
+    // Keep the server's configuration to its flags.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ETCD_") {
+            cmd.env_remove(&key);
+        }
+    }
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log"))?;
+    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.spawn().with_context(|| format!("spawning {}", binary.display()))
 }
 
 /// Runs `cmd` with `stdin`, killing it after `timeout`. Readers run on their own threads so

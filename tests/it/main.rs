@@ -5,4 +5,6 @@
 mod crash;
 mod etcd_client;
 mod etcdctl_diff;
+mod h2shim_etcdctl;
 mod harness;
+mod store_features;

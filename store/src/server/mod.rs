@@ -7,6 +7,7 @@
 //! and waits (bounded by the request timeout) for the applier to answer.
 
 mod cluster;
+mod h2shim;
 mod http;
 mod kv;
 mod lease;
@@ -257,7 +258,7 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<RunningServer> {
         info!(address = %local, "serving client traffic (gRPC + HTTP)");
         let router = http::router(server.clone(), true);
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
+            if let Err(e) = h2shim::serve(listener, router).await {
                 warn!(error = %e, "client listener stopped");
             }
         });
@@ -267,7 +268,7 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<RunningServer> {
         info!(address = %listener.local_addr()?, "serving metrics");
         let router = http::router(server.clone(), false);
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = h2shim::serve(listener, router).await;
         });
     }
     Ok(RunningServer { server, client_addrs })

@@ -1,0 +1,156 @@
+//! End-to-end checks of store features that the differential scripts cannot compare
+//! byte for byte (sizes, timing, restarts): `/metrics`, the NOSPACE quota alarm, snapshot
+//! save + restore, lease expiry. Real `skiff store` processes, real `etcdctl`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::harness::{Output, RunningServer, Server};
+
+fn ok(out: Output) -> String {
+    assert_eq!(out.code, Some(0), "etcdctl failed: stdout={} stderr={}", out.stdout, out.stderr);
+    out.stdout
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("read response");
+    body
+}
+
+#[test]
+fn metrics_health_and_version_endpoints() {
+    let server = Server::Skiff.start().unwrap();
+    ok(server.etcdctl(&["put", "m", "v"], None).unwrap());
+    let metrics = http_get(server.client_port, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for name in [
+        "etcd_disk_wal_fsync_duration_seconds_bucket",
+        "etcd_mvcc_db_total_size_in_bytes",
+        "etcd_server_has_leader 1",
+        "etcd_server_is_leader 1",
+        "etcd_server_proposals_applied_total",
+        "etcd_debugging_mvcc_watcher_total",
+        "etcd_mvcc_put_total 1",
+    ] {
+        assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
+    }
+    let health = http_get(server.client_port, "/health");
+    assert!(health.contains(r#""health":"true""#), "{health}");
+    let version = http_get(server.client_port, "/version");
+    assert!(version.contains(r#""etcdserver":"3.5."#), "{version}");
+}
+
+/// Over quota, puts fail with etcd's NOSPACE error and the alarm stays raised until the
+/// space is reclaimed (delete, compact, defrag) and the alarm disarmed, as with etcd.
+#[test]
+fn quota_exceeded_raises_nospace_until_disarmed() {
+    let server = Server::Skiff.start_with(&["--quota-backend-bytes", "1048576"]).unwrap();
+    let value = "x".repeat(64 * 1024);
+    let mut failed = None;
+    for i in 0..200 {
+        let out = server.etcdctl(&["put", &format!("big/{i:04}"), &value], None).unwrap();
+        if out.code != Some(0) {
+            failed = Some(out);
+            break;
+        }
+    }
+    let failed = failed.expect("200 puts of 64 KiB never exceeded a 1 MiB quota");
+    assert!(failed.stderr.contains("etcdserver: mvcc: database space exceeded"), "{}", failed.stderr);
+    let alarms = ok(server.etcdctl(&["alarm", "list"], None).unwrap());
+    assert!(alarms.contains("alarm:NOSPACE"), "{alarms}");
+    // Deletes are still allowed; puts are not, even small ones, while the alarm is raised.
+    ok(server.etcdctl(&["del", "big/", "--prefix"], None).unwrap());
+    let small = server.etcdctl(&["put", "small", "1"], None).unwrap();
+    assert!(small.stderr.contains("database space exceeded"), "{}", small.stderr);
+    let rev = current_revision(&server);
+    ok(server.etcdctl(&["compact", &rev.to_string(), "--physical"], None).unwrap());
+    ok(server.etcdctl(&["defrag"], None).unwrap());
+    ok(server.etcdctl(&["alarm", "disarm"], None).unwrap());
+    ok(server.etcdctl(&["put", "small", "1"], None).unwrap());
+    assert_eq!(ok(server.etcdctl(&["alarm", "list"], None).unwrap()).trim(), "");
+}
+
+fn current_revision(server: &RunningServer) -> i64 {
+    let out = ok(server.etcdctl(&["get", "none", "-w", "json"], None).unwrap());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["header"]["revision"].as_i64().unwrap()
+}
+
+/// `etcdctl snapshot save` against skiff, `skiff snapshot restore` into an empty data dir,
+/// and the restored member serves the same keys and revisions.
+#[test]
+fn snapshot_save_and_restore() {
+    let mut server = Server::Skiff.start().unwrap();
+    for i in 0..50 {
+        ok(server.etcdctl(&["put", &format!("snap/{i:02}"), &format!("v{i}")], None).unwrap());
+    }
+    let before = ok(server.etcdctl(&["get", "snap/", "--prefix", "-w", "json"], None).unwrap());
+    let file = server.scratch_dir().join("backup.snap");
+    let saved = ok(server.etcdctl(&["snapshot", "save", file.to_str().unwrap()], None).unwrap());
+    assert!(saved.contains("Snapshot saved at"), "{saved}");
+    server.kill9().unwrap();
+    std::fs::remove_dir_all(server.data_dir()).unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["snapshot", "restore"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .status()
+        .unwrap();
+    assert!(status.success(), "skiff snapshot restore failed");
+    server.restart().unwrap();
+    let after = ok(server.etcdctl(&["get", "snap/", "--prefix", "-w", "json"], None).unwrap());
+    let kvs = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap()["kvs"].clone();
+    assert_eq!(kvs(&before), kvs(&after), "restored keys differ");
+    let rev = current_revision(&server);
+    ok(server.etcdctl(&["put", "after", "restore"], None).unwrap());
+    assert_eq!(current_revision(&server), rev + 1);
+
+    // A damaged snapshot is refused before anything is written.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    let bad = server.scratch_dir().join("bad.snap");
+    std::fs::write(&bad, bytes).unwrap();
+    let target = server.scratch_dir().join("never");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["snapshot", "restore"])
+        .arg(&bad)
+        .arg("--data-dir")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sha256"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!target.join("member").join("kv").exists(), "a corrupt snapshot was restored");
+}
+
+/// A lease that is not kept alive expires: its keys are deleted in one revision.
+#[test]
+fn lease_expiry_deletes_attached_keys() {
+    let server = Server::Skiff.start().unwrap();
+    let granted = ok(server.etcdctl(&["lease", "grant", "2"], None).unwrap());
+    let id = granted.split_whitespace().nth(1).expect("lease id").to_string();
+    ok(server.etcdctl(&["put", "--lease", &id, "l/a", "1"], None).unwrap());
+    ok(server.etcdctl(&["put", "--lease", &id, "l/b", "2"], None).unwrap());
+    let rev = current_revision(&server);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let count = ok(server.etcdctl(&["get", "l/", "--prefix", "-w", "json"], None).unwrap());
+        let v: serde_json::Value = serde_json::from_str(&count).unwrap();
+        if v["count"].as_i64().unwrap_or(0) == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lease {id} never expired");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Both keys went in one revision (the revoke), right after the puts.
+    assert_eq!(current_revision(&server), rev + 1);
+    let ttl = ok(server.etcdctl(&["lease", "timetolive", &id], None).unwrap());
+    assert!(ttl.contains("already expired"), "{ttl}");
+}
