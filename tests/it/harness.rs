@@ -94,7 +94,7 @@ impl RunningServer {
             .tempdir()?;
         std::fs::create_dir(dir.path().join("scratch"))?;
         let (client_port, peer_port) = free_port_pair()?;
-        let extra_args = extra_args.iter().map(|a| a.to_string()).collect();
+        let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
         let child = spawn(kind, dir.path(), client_port, peer_port, &extra_args)?;
         let mut server = RunningServer {
             client_port,

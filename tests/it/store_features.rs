@@ -49,7 +49,7 @@ fn metrics_health_and_version_endpoints() {
 /// space is reclaimed (delete, compact, defrag) and the alarm disarmed, as with etcd.
 #[test]
 fn quota_exceeded_raises_nospace_until_disarmed() {
-    let server = Server::Skiff.start_with(&["--quota-backend-bytes", "1048576"]).unwrap();
+    let mut server = Server::Skiff.start_with(&["--quota-backend-bytes", "1048576"]).unwrap();
     let value = "x".repeat(64 * 1024);
     let mut failed = None;
     for i in 0..200 {
@@ -63,6 +63,11 @@ fn quota_exceeded_raises_nospace_until_disarmed() {
     assert!(failed.stderr.contains("etcdserver: mvcc: database space exceeded"), "{}", failed.stderr);
     let alarms = ok(server.etcdctl(&["alarm", "list"], None).unwrap());
     assert!(alarms.contains("alarm:NOSPACE"), "{alarms}");
+    // The alarm is replicated state: it survives a crash and restart.
+    server.kill9().unwrap();
+    server.restart().unwrap();
+    let alarms = ok(server.etcdctl(&["alarm", "list"], None).unwrap());
+    assert!(alarms.contains("alarm:NOSPACE"), "alarm lost on restart: {alarms}");
     // Deletes are still allowed; puts are not, even small ones, while the alarm is raised.
     ok(server.etcdctl(&["del", "big/", "--prefix"], None).unwrap());
     let small = server.etcdctl(&["put", "small", "1"], None).unwrap();

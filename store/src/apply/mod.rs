@@ -76,6 +76,14 @@ pub struct Alarms {
 }
 
 impl Alarms {
+    /// Loads the alarms stored by earlier applies.
+    pub fn load(mvcc: &MvccStore) -> Result<Self, Error> {
+        let bytes = mvcc.alarms()?;
+        let stored = pb::AlarmResponse::decode(bytes.as_slice())
+            .map_err(|e| Error::Internal(format!("stored alarms are corrupt: {e}")))?;
+        Ok(Self { inner: Mutex::new(stored.alarms) })
+    }
+
     pub fn list(&self) -> Vec<pb::AlarmMember> {
         self.inner.lock().clone()
     }
@@ -181,7 +189,7 @@ impl Applier {
             }
             Request::LeaseGrant(g) => self.apply_lease_grant(index, g),
             Request::LeaseRevoke(r) => self.apply_lease_revoke(index, r.id),
-            Request::Alarm(a) => Ok(Response::Alarm(self.apply_alarm(a))),
+            Request::Alarm(a) => self.apply_alarm(index, a).map(Response::Alarm),
             Request::LeaseCheckpoint(_) => Ok(Response::Alarm(pb::AlarmResponse::default())),
             Request::Range(_) => Err(Error::Internal("range requests are served locally".into())),
         }
@@ -275,7 +283,7 @@ impl Applier {
         Ok(Response::LeaseRevoke(pb::LeaseRevokeResponse { header: header(self.mvcc.current_revision()) }))
     }
 
-    fn apply_alarm(&self, a: pb::AlarmRequest) -> pb::AlarmResponse {
+    fn apply_alarm(&self, index: u64, a: pb::AlarmRequest) -> Result<pb::AlarmResponse, Error> {
         let mut alarms = self.alarms.inner.lock();
         let member = pb::AlarmMember { member_id: a.member_id, alarm: a.alarm };
         let out = match pb::alarm_request::AlarmAction::try_from(a.action) {
@@ -303,7 +311,13 @@ impl Applier {
                 vec![]
             }
         };
-        pb::AlarmResponse { header: header(self.mvcc.current_revision()), alarms: out }
+        // Persist the list with this entry's index so raised alarms survive restarts.
+        let encoded = pb::AlarmResponse { header: None, alarms: alarms.clone() }.encode_to_vec();
+        drop(alarms);
+        let mut wtxn = self.mvcc.write();
+        wtxn.set_alarms(encoded);
+        self.commit(wtxn, index)?;
+        Ok(pb::AlarmResponse { header: header(self.mvcc.current_revision()), alarms: out })
     }
 }
 

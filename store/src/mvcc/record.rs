@@ -23,6 +23,8 @@ const LEASE_VALUE_V1_LEN: usize = 1 + 8;
 
 /// `meta` keys.
 pub const META_CONSISTENT_INDEX: &[u8] = b"consistent_index";
+/// The raised alarms (etcd's `alarm` bucket), encoded by the caller; applied through raft.
+pub const META_ALARMS: &[u8] = b"alarms";
 pub const META_CURRENT_REVISION: &[u8] = b"current_revision";
 /// Written (with the consistent index) before physical compaction starts.
 pub const META_COMPACT_SCHEDULED: &[u8] = b"compact_scheduled";

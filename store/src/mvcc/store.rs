@@ -302,6 +302,11 @@ impl MvccStore {
     }
 
     /// Every granted lease as `(id, ttl_seconds)`, in id byte order.
+    /// The stored alarm list (see `WriteTxn::set_alarms`), empty when none was stored.
+    pub fn alarms(&self) -> Result<Vec<u8>> {
+        Ok(self.db.get_cf(self.cf(CF_META), record::META_ALARMS)?.unwrap_or_default())
+    }
+
     pub fn leases(&self) -> Result<Vec<(i64, i64)>> {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_LEASE), IteratorMode::Start) {

@@ -32,6 +32,8 @@ pub struct WriteTxn<'a> {
     /// Keys changed so far, by memcomparable encoding (so the map iterates in key order).
     touched: BTreeMap<Vec<u8>, Touched>,
     lease_ops: Vec<LeaseOp>,
+    /// New encoded alarm list to store with this txn, if it changes.
+    alarms: Option<Vec<u8>>,
 }
 
 struct Change {
@@ -67,6 +69,7 @@ impl MvccStore {
             changes: Vec::new(),
             touched: BTreeMap::new(),
             lease_ops: Vec::new(),
+            alarms: None,
         }
     }
 }
@@ -201,6 +204,12 @@ impl WriteTxn<'_> {
         self.lease_ops.push(LeaseOp::Delete { id });
     }
 
+    /// Replaces the stored alarm list (opaque bytes; the applier owns the encoding), in the
+    /// same batch as the consistent index so a raised alarm survives a restart.
+    pub fn set_alarms(&mut self, encoded: Vec<u8>) {
+        self.alarms = Some(encoded);
+    }
+
     /// Writes the txn and `consistent_index` in one batch. Returns the events in sub
     /// revision order, `prev_kv` filled (the state before the txn; none for creations,
     /// as etcd). A txn without key changes records the index but keeps the revision.
@@ -224,6 +233,9 @@ impl WriteTxn<'_> {
                 }
                 LeaseOp::Delete { id } => batch.delete_cf(store.cf(CF_LEASE), record::lease_key(id)),
             }
+        }
+        if let Some(alarms) = &self.alarms {
+            batch.put_cf(store.cf(CF_META), record::META_ALARMS, alarms);
         }
         let changed = !self.changes.is_empty();
         batch.put_cf(store.cf(CF_META), record::META_CONSISTENT_INDEX, record::encode_u64(consistent_index));

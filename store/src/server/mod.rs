@@ -218,7 +218,7 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<RunningServer> {
     };
     let (node, committed, _join) = node::start(node_config, storage.clone(), writer)?;
     let waiters = Arc::new(Waiters::default());
-    let alarms = Arc::new(Alarms::default());
+    let alarms = Arc::new(Alarms::load(&mvcc)?);
     let applier = Applier {
         mvcc: mvcc.clone(),
         lessor: lessor.clone(),
