@@ -43,7 +43,8 @@ impl MvccStore {
     pub(super) fn schedule_compaction(&self, rev: i64, consistent_index: u64) -> Result<()> {
         // Under the writer lock so the index and the current revision do not move.
         let _writer = self.writer.lock();
-        if rev <= self.compact_revision() {
+        // The raw value: -1 before the first compaction, so compacting at 0 succeeds once.
+        if rev <= self.compact_rev.load(Ordering::SeqCst) {
             return Err(Error::Compacted);
         }
         if rev > self.current_revision() {
@@ -88,17 +89,18 @@ impl MvccStore {
                 seen_at_or_below = true;
                 if drop {
                     batch.delete_cf(kv, raw_key);
+                    if version_rev.main == rev {
+                        // Changes at exactly `rev` stay in the log (a watch may start at
+                        // the compact revision, as in etcd) unless their version is gone.
+                        batch.delete_cf(self.cf(CF_LOG), key::log_key(version_rev));
+                    }
                 }
             }
             it.next();
         }
         it.status()?;
-        // All log entries up to `rev`: one range deletion instead of a point delete each.
-        batch.delete_range_cf(
-            self.cf(CF_LOG),
-            key::log_key(Revision::new(0, 0)),
-            key::log_key(Revision::new(rev + 1, 0)),
-        );
+        // All log entries below `rev`: one range deletion instead of a point delete each.
+        batch.delete_range_cf(self.cf(CF_LOG), key::log_key(Revision::new(0, 0)), key::log_key(Revision::new(rev, 0)));
         deleted += batch.len();
         self.write_batch(batch)?;
         debug!(rev, deleted, "mvcc physical compaction done");

@@ -16,8 +16,8 @@ impl MvccStore {
     /// `key`/`range_end` (etcd's range rules), in revision order. `to_rev_inclusive` is
     /// capped at the current revision. `limit` (0: none) is a soft cap: the events of one
     /// revision are never split, so a watcher resuming at the next revision misses nothing
-    /// and a txn's events stay together. Errors `Compacted` when `from_rev` is at or below
-    /// the compact revision (changes up to it may be gone), as etcd's watch does.
+    /// and a txn's events stay together. Errors `Compacted` when `from_rev` is below the
+    /// compact revision (changes before it are gone), as etcd's watch does.
     pub fn events(
         &self,
         from_rev: i64,
@@ -30,8 +30,9 @@ impl MvccStore {
         let to = to_rev_inclusive.min(self.current_revision());
         let snapshot = self.db.snapshot();
         // Checked after the snapshot: a compaction published later deletes after it.
-        let compact = self.compact_revision();
-        if compact > 0 && from_rev <= compact {
+        let compact = self.compact_rev.load(std::sync::atomic::Ordering::SeqCst);
+        // etcd: a watch may start at the compact revision itself, not below it.
+        if from_rev < compact {
             return Err(Error::Compacted);
         }
         let from = from_rev.max(1);

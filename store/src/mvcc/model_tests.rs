@@ -111,7 +111,7 @@ fn in_range(key: &[u8], end: &[u8], k: &[u8]) -> bool {
 
 impl Model {
     fn new() -> Self {
-        Model { versions: BTreeMap::new(), current: 1, compact: 0, index: 0 }
+        Model { versions: BTreeMap::new(), current: 1, compact: -1, index: 0 }
     }
 
     fn newest(&self, k: &[u8], rev: i64) -> Option<(i64, &MVersion)> {
@@ -187,7 +187,7 @@ impl Model {
     }
 
     fn events(&self, from: i64, key: &[u8], end: &[u8], limit: usize) -> Outcome<Vec<Event>> {
-        if self.compact > 0 && from <= self.compact {
+        if from < self.compact {
             return Err("compacted");
         }
         let mut changes: Vec<_> = self
@@ -268,10 +268,10 @@ fn run(ops: &[Op]) {
             }
         }
         let got = (store.current_revision(), store.compact_revision(), store.consistent_index());
-        assert_eq!(got, (model.current, model.compact, model.index), "revisions and index after {ctx}");
+        assert_eq!(got, (model.current, model.compact.max(0), model.index), "revisions and index after {ctx}");
         // Compaction must free space, not just hide versions.
         let stored = (raw_count(&store, CF_KV), raw_count(&store, CF_LOG));
-        let live_log = model.versions.keys().filter(|(_, main, _)| *main > model.compact).count();
+        let live_log = model.versions.keys().filter(|(_, main, _)| *main >= model.compact).count();
         assert_eq!(stored, (model.versions.len(), live_log), "stored versions and log entries after {ctx}");
     }
     // Finally the whole history that is left, at every readable revision.

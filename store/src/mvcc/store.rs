@@ -141,6 +141,8 @@ impl MvccStore {
         let consistent_index = meta(record::META_CONSISTENT_INDEX)?.unwrap_or(0);
         let current = meta(record::META_CURRENT_REVISION)?.map_or(INITIAL_REVISION, |r| r as i64);
         let scheduled = meta(record::META_COMPACT_SCHEDULED)?.map_or(0, |r| r as i64);
+        // etcd starts at -1: "compact 0" on a store never compacted succeeds once.
+        let compact_raw = meta(record::META_COMPACT_SCHEDULED)?.map_or(-1, |r| r as i64);
         let finished = meta(record::META_COMPACT_FINISHED)?.map_or(0, |r| r as i64);
         if scheduled > current || finished > scheduled {
             return Err(Error::Corrupt(format!(
@@ -152,7 +154,7 @@ impl MvccStore {
             writer: Mutex::new(()),
             compactor: Mutex::new(()),
             current_rev: AtomicI64::new(current),
-            compact_rev: AtomicI64::new(scheduled),
+            compact_rev: AtomicI64::new(compact_raw),
             consistent_index: AtomicU64::new(consistent_index),
             persisted_consistent_index: AtomicU64::new(consistent_index),
         };
@@ -172,7 +174,7 @@ impl MvccStore {
 
     /// The revision of the last compaction, 0 if the store was never compacted.
     pub fn compact_revision(&self) -> i64 {
-        self.compact_rev.load(Ordering::SeqCst)
+        self.compact_rev.load(Ordering::SeqCst).max(0)
     }
 
     /// The raft index of the last applied entry.

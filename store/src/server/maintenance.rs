@@ -34,14 +34,12 @@ impl Maintenance for MaintenanceService {
         let r = request.into_inner();
         if r.action == pb::alarm_request::AlarmAction::Get as i32 {
             let alarms = self.server.alarms.list();
-            return Ok(Response::new(pb::AlarmResponse {
-                header: self.server.header(self.server.mvcc.current_revision()),
-                alarms,
-            }));
+            // etcd's alarm responses carry no header at all.
+            return Ok(Response::new(pb::AlarmResponse { header: None, alarms }));
         }
         match self.server.propose(Internal::Alarm(r)).await? {
             apply::Response::Alarm(mut a) => {
-                self.server.fill(&mut a.header);
+                a.header = None;
                 Ok(Response::new(a))
             }
             other => Err(unexpected(other)),
