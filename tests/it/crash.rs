@@ -5,9 +5,6 @@
 //! increasing revisions).
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,46 +13,23 @@ use skiff_store::proto::etcdserverpb::kv_client::KvClient;
 use skiff_store::proto::etcdserverpb::{PutRequest, RangeRequest};
 use tonic::transport::Channel;
 
+use crate::harness::{RunningServer, Server};
+
 /// Kill/restart rounds; each round runs writers for a random 200–900 ms before the kill.
 const ROUNDS: usize = 6;
 const WRITERS: usize = 8;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-struct Member {
-    child: Child,
-    client_url: String,
-}
-
-fn start_member(data_dir: &Path, client_port: u16, peer_port: u16) -> Member {
-    let client_url = format!("http://127.0.0.1:{client_port}");
-    let peer_url = format!("http://127.0.0.1:{peer_port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["store", "--name", "crash", "--data-dir"])
-        .arg(data_dir)
-        .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-        .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-        .args(["--initial-cluster", &format!("crash={peer_url}")])
-        .args(["--log-level", "warn"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn skiff store");
-    Member { child, client_url }
-}
-
-async fn connect_ready(url: &str) -> KvClient<Channel> {
+async fn connect_ready(server: &RunningServer) -> KvClient<Channel> {
+    let url = server.client_url();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(mut c) = KvClient::connect(url.to_string()).await {
+        if let Ok(mut c) = KvClient::connect(url.clone()).await {
             let probe = RangeRequest { key: b"probe".to_vec(), ..Default::default() };
             if c.range(probe).await.is_ok() {
                 return c;
             }
         }
-        assert!(Instant::now() < deadline, "skiff store at {url} did not become ready");
+        assert!(Instant::now() < deadline, "skiff store at {url} did not serve; log tail:\n{}", server.log_tail());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -110,34 +84,28 @@ async fn check_all_present(client: &mut KvClient<Channel>, acked: &Acked) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_under_load_loses_no_acknowledged_write() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data_dir = dir.path().join("member-data");
-    let (client_port, peer_port) = (free_port(), free_port());
+    let mut server = Server::Skiff.start().expect("start skiff store");
     let acked: Acked = Arc::new(Mutex::new(BTreeMap::new()));
     let mut total_acked_before = 0;
     for round in 0..ROUNDS {
-        let mut member = start_member(&data_dir, client_port, peer_port);
-        let mut client = connect_ready(&member.client_url).await;
+        let mut client = connect_ready(&server).await;
         check_all_present(&mut client, &acked).await;
         let mut tasks = Vec::new();
         for id in 0..WRITERS {
-            let c = KvClient::connect(member.client_url.clone()).await.expect("connect");
+            let c = KvClient::connect(server.client_url()).await.expect("connect");
             tasks.push(tokio::spawn(writer(c, id, round, acked.clone())));
         }
         let run_ms = 200 + (rand::random::<u64>() % 700);
         tokio::time::sleep(Duration::from_millis(run_ms)).await;
-        member.child.kill().expect("kill -9");
-        member.child.wait().expect("wait");
+        server.kill9().expect("kill -9");
         for t in tasks {
             t.await.expect("writer task");
         }
         let n = acked.lock().len();
         assert!(n > total_acked_before, "round {round}: no write was acknowledged under load");
         total_acked_before = n;
+        tokio::task::block_in_place(|| server.restart()).expect("restart after kill -9");
     }
-    let mut member = start_member(&data_dir, client_port, peer_port);
-    let mut client = connect_ready(&member.client_url).await;
+    let mut client = connect_ready(&server).await;
     check_all_present(&mut client, &acked).await;
-    member.child.kill().ok();
-    member.child.wait().ok();
 }
