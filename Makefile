@@ -37,6 +37,8 @@ run: release
 test: rocksdb
 	$(CARGO) build --locked --workspace --all-targets
 	$(CARGO) test --locked --workspace --no-fail-fast
+	# Failpoints are process-wide, so the WAL's failpoint tests are their own binary and feature.
+	$(CARGO) test --locked -p skiff-raft --features failpoints --test failpoints
 
 clippy: rocksdb
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings

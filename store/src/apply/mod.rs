@@ -290,7 +290,7 @@ impl Applier {
             Ok(pb::alarm_request::AlarmAction::Get) => alarms.clone(),
             Ok(pb::alarm_request::AlarmAction::Activate) => {
                 if a.alarm != pb::AlarmType::None as i32 && !alarms.contains(&member) {
-                    alarms.push(member.clone());
+                    alarms.push(member);
                 }
                 vec![member]
             }

@@ -109,11 +109,7 @@ fn collect_writes(
 ) -> Result<(), Error> {
     for op in ops {
         match &op.request {
-            Some(Request::RequestPut(p)) => {
-                if !puts.insert(p.key.clone()) {
-                    return Err(Error::DuplicateKey);
-                }
-            }
+            Some(Request::RequestPut(p)) if !puts.insert(p.key.clone()) => return Err(Error::DuplicateKey),
             Some(Request::RequestDeleteRange(d)) => dels.push((d.key.clone(), d.range_end.clone())),
             Some(Request::RequestTxn(t)) => {
                 // Each nested branch may overlap the other (only one runs), but neither may

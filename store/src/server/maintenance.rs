@@ -116,7 +116,7 @@ impl Maintenance for MaintenanceService {
             let tmp = server.config.data_dir.join("member").join("snap");
             let result = snapshot::stream(&server.mvcc, &tmp, |chunk, remaining| {
                 let resp = pb::SnapshotResponse {
-                    header: header.clone(),
+                    header,
                     remaining_bytes: remaining,
                     blob: chunk,
                     version: ETCD_VERSION.to_string(),
