@@ -38,3 +38,17 @@ pub mod v3electionpb {
 pub mod skiffpb {
     tonic::include_proto!("skiffpb");
 }
+
+/// The one conversion from the MVCC store's key-value to the wire's.
+impl From<crate::mvcc::KeyValue> for mvccpb::KeyValue {
+    fn from(kv: crate::mvcc::KeyValue) -> Self {
+        mvccpb::KeyValue {
+            key: kv.key,
+            create_revision: kv.create_revision,
+            mod_revision: kv.mod_revision,
+            version: kv.version,
+            value: kv.value,
+            lease: kv.lease,
+        }
+    }
+}

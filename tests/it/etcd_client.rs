@@ -1,11 +1,9 @@
 //! A Rust gRPC client exercising txn, watch and lease (grant, keep-alive, time-to-live,
 //! revoke) against skiff and, with the very same function, against the reference etcd.
 //!
-//! Why not the `etcd-client` crate: every release that works with tonic 0.14 (0.17 to
-//! 0.21) runs `tonic_prost_build::compile_protos` in its build script, which needs a
-//! system `protoc`; we build without one. The clients generated from our own protos in
-//! `skiff_store::proto` speak the same wire format, and running them against real etcd
-//! here also checks that our .proto files match etcd's.
+//! It uses the clients generated from our own protos (`skiff_store::proto`): running them
+//! against real etcd checks that our .proto files match etcd's wire format. The same
+//! scenarios through the `etcd-client` crate are in `etcd_client_crate.rs`.
 
 use std::time::Duration;
 

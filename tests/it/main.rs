@@ -4,6 +4,7 @@
 
 mod crash;
 mod etcd_client;
+mod etcd_client_crate;
 mod etcdctl_diff;
 mod h2shim_etcdctl;
 mod harness;

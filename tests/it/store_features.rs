@@ -159,3 +159,37 @@ fn lease_expiry_deletes_attached_keys() {
     let ttl = ok(server.etcdctl(&["lease", "timetolive", &id], None).unwrap());
     assert!(ttl.contains("already expired"), "{ttl}");
 }
+
+/// Oversized requests fail the same way on both above `--max-request-bytes` (1.5 MiB):
+/// etcd's "request is too large". Above the gRPC frame limit (+512 KiB) both refuse the
+/// message in the gRPC layer; the status text there is the gRPC library's own (grpc-go's
+/// `ResourceExhausted` vs tonic's `OutOfRange`), a known difference checked as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_are_refused_like_etcd() {
+    use skiff_store::proto::etcdserverpb::{kv_client::KvClient, PutRequest};
+    let mut outcomes = Vec::new();
+    for kind in [Server::Etcd, Server::Skiff] {
+        let server = tokio::task::block_in_place(|| kind.start()).unwrap();
+        let mut kv = KvClient::connect(server.client_url()).await.unwrap();
+        let mut got = Vec::new();
+        for size in [1024 * 1024, 1536 * 1024 + 1, 1800 * 1024, 3 * 1024 * 1024] {
+            let put = PutRequest { key: b"big".to_vec(), value: vec![b'v'; size], ..Default::default() };
+            got.push(match kv.put(put).await {
+                Ok(_) => "ok".to_string(),
+                Err(status) => {
+                    // gRPC's own size message names the limit in bytes; keep code and kind.
+                    let msg = status.message();
+                    let msg = if msg.starts_with("grpc: received message larger than max") { "grpc: received message larger than max" } else { msg };
+                    format!("{:?}: {msg}", status.code())
+                }
+            });
+        }
+        outcomes.push(got);
+    }
+    let (etcd, skiff) = (&outcomes[0], &outcomes[1]);
+    assert_eq!(etcd[0], "ok");
+    assert_eq!(etcd[1], "InvalidArgument: etcdserver: request is too large");
+    assert_eq!(skiff[..3], etcd[..3], "skiff differs from etcd up to the gRPC frame limit");
+    assert_eq!(etcd[3], "ResourceExhausted: grpc: received message larger than max");
+    assert!(skiff[3].starts_with("OutOfRange: Error, decoded message length too large"), "{}", skiff[3]);
+}

@@ -40,14 +40,7 @@ pub fn check_range(r: &pb::RangeRequest) -> Result<(), Error> {
 }
 
 pub fn to_pb_kv(kv: KeyValue) -> mvccpb::KeyValue {
-    mvccpb::KeyValue {
-        key: kv.key,
-        create_revision: kv.create_revision,
-        mod_revision: kv.mod_revision,
-        version: kv.version,
-        value: kv.value,
-        lease: kv.lease,
-    }
+    kv.into()
 }
 
 pub fn apply_range(view: &impl ReadView, r: &pb::RangeRequest) -> Result<pb::RangeResponse, Error> {

@@ -324,12 +324,5 @@ fn event_to_pb(event: mvcc::Event) -> mvccpb::Event {
 }
 
 fn kv_to_pb(kv: mvcc::KeyValue) -> mvccpb::KeyValue {
-    mvccpb::KeyValue {
-        key: kv.key,
-        create_revision: kv.create_revision,
-        mod_revision: kv.mod_revision,
-        version: kv.version,
-        value: kv.value,
-        lease: kv.lease,
-    }
+    kv.into()
 }
