@@ -105,10 +105,11 @@ impl Lessor {
         })
     }
 
+    /// Every lease id, soonest expiry first (etcd's `Leases` sorts by expiry too).
     pub fn ids(&self) -> Vec<i64> {
-        let mut ids: Vec<i64> = self.inner.lock().keys().copied().collect();
-        ids.sort_unstable();
-        ids
+        let mut leases: Vec<(Instant, i64)> = self.inner.lock().iter().map(|(id, l)| (l.expiry, *id)).collect();
+        leases.sort_unstable();
+        leases.into_iter().map(|(_, id)| id).collect()
     }
 
     /// Leases past their expiry, oldest first, at most `EXPIRED_PER_SWEEP_MAX`.
