@@ -193,3 +193,25 @@ async fn oversized_requests_are_refused_like_etcd() {
     assert_eq!(etcd[3], "ResourceExhausted: grpc: received message larger than max");
     assert!(skiff[3].starts_with("OutOfRange: Error, decoded message length too large"), "{}", skiff[3]);
 }
+
+/// `--auto-compaction-mode periodic` compacts, by itself, to the revision that was current
+/// one retention period ago.
+#[test]
+fn periodic_auto_compaction_compacts_old_revisions() {
+    let server = Server::Skiff
+        .start_with(&["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1s"])
+        .unwrap();
+    ok(server.etcdctl(&["put", "ac", "1"], None).unwrap());
+    ok(server.etcdctl(&["put", "ac", "2"], None).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = server.etcdctl(&["get", "ac", "--rev=2"], None).unwrap();
+        if out.stderr.contains("required revision has been compacted") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "revision 2 was never compacted: {out:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The newest revision is still readable.
+    assert!(ok(server.etcdctl(&["get", "ac", "--rev=3"], None).unwrap()).contains('2'));
+}

@@ -10,6 +10,8 @@
 //! are skipped; entries above it are re-executed deterministically.
 
 mod range;
+#[cfg(test)]
+mod tests;
 mod txn;
 
 use std::collections::HashMap;
