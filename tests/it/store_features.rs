@@ -236,7 +236,11 @@ fn log_compaction_then_kill9_keeps_every_write() {
     };
     write(0, 300);
     // The flush-and-compact loop runs every second; give it two rounds.
-    std::thread::sleep(Duration::from_millis(2500));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log_tail().contains("raft log compacted") {
+        assert!(Instant::now() < deadline, "the raft log was never compacted:\n{}", server.log_tail());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     write(300, 400);
     server.kill9().unwrap();
     server.restart().unwrap();

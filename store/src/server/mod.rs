@@ -315,6 +315,7 @@ fn spawn_background(server: Arc<EtcdServer>) {
                     // Everything up to `index` is now in RocksDB's SST files, so the raft
                     // log before it is no longer needed for replay.
                     s.node.compact_log(index);
+                    info!(index, "state machine flushed; raft log compacted up to it");
                     last_flushed = index;
                 }
                 Ok(Err(e)) => warn!(error = %e, "state machine flush failed"),
