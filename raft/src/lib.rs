@@ -10,6 +10,7 @@
 //! Where new code goes: a new input to the driver is a variant of `node::Input`; a new
 //! durable record kind is a `wal::RecordType`.
 
+pub mod core;
 mod logger;
 pub mod node;
 pub mod storage;

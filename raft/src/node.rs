@@ -1,4 +1,5 @@
-//! The raft-rs driver: one tokio task owns the `RawNode` and reacts to a closed set of
+//! The raft-rs driver: one tokio task owns the node (`core::NodeCore`, the sans-IO part
+//! that simulation drives by hand) and reacts to a closed set of
 //! inputs (`Input`). Log persistence is handed to the WAL writer thread (`LogWriter`) using
 //! raft-rs's async-ready path, so the node keeps accepting proposals while an fsync is in
 //! flight and the writer commits many proposals with one fsync (group commit).
@@ -19,11 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, MessageType};
-use raft::{RawNode, StateRole, Storage};
+use raft::eraftpb::{Entry, EntryType, Message, MessageType};
+use raft::Storage;
+
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
+use crate::core::NodeCore;
 use crate::storage::{DurableStorage, LogWriter, PersistTask};
 
 /// Inputs queued to the node task at most. Proposals beyond it wait in `propose` (back
@@ -35,8 +38,6 @@ pub const COMMITTED_QUEUE_BATCHES_MAX: usize = 64;
 /// Inputs handled per loop turn before the node produces a `Ready`; bounds the latency a
 /// burst of proposals can add to ticks.
 const INPUTS_PER_TURN_MAX: usize = 1024;
-/// Bytes of committed entries handed out per `Ready`.
-const COMMITTED_BYTES_PER_READY_MAX: u64 = 16 * 1024 * 1024;
 /// Read-index requests waiting for a `ReadState` at once.
 const PENDING_READS_MAX: usize = 65536;
 
@@ -191,29 +192,9 @@ pub fn start(
     writer: LogWriter,
 ) -> Result<(NodeHandle, mpsc::Receiver<Committed>, tokio::task::JoinHandle<()>)> {
     config.validate().map_err(Error::Raft)?;
-    let raft_config = raft::Config {
-        id: config.id,
-        election_tick: config.election_ticks,
-        heartbeat_tick: config.heartbeat_ticks,
-        applied: config.applied_index,
-        max_size_per_msg: config.max_size_per_msg,
-        max_inflight_msgs: config.max_inflight_msgs,
-        max_committed_size_per_ready: COMMITTED_BYTES_PER_READY_MAX,
-        check_quorum: true,
-        pre_vote: true,
-        ..Default::default()
-    };
-    raft_config.validate().map_err(|e| Error::Raft(e.to_string()))?;
     maybe_advance_commit_to_applied(&storage, &writer, config.applied_index)?;
     let logger = crate::logger::slog_to_tracing();
-    let mut raw = RawNode::new(&raft_config, storage.clone(), &logger).map_err(|e| Error::Raft(e.to_string()))?;
-
-    let voters = storage.initial_state().map_err(|e| Error::Raft(e.to_string()))?.conf_state.voters;
-    if voters == [config.id] {
-        // A single voter needs no election timeout to elect itself; campaigning at once makes
-        // a fresh or restarted single member available immediately, as etcd does.
-        raw.campaign().map_err(|e| Error::Raft(e.to_string()))?;
-    }
+    let core = NodeCore::new(&config, storage.clone(), &logger)?;
 
     let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
     let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
@@ -222,7 +203,7 @@ pub fn start(
     let applied = Arc::new(AtomicU64::new(config.applied_index));
     let handle = NodeHandle { tx, persisted_tx: persisted_tx.clone(), status: status_rx, applied: applied.clone() };
     let driver = Driver {
-        raw,
+        core,
         storage,
         writer,
         inputs: rx,
@@ -263,7 +244,7 @@ fn maybe_advance_commit_to_applied(storage: &DurableStorage, writer: &LogWriter,
 }
 
 struct Driver {
-    raw: RawNode<DurableStorage>,
+    core: NodeCore<DurableStorage>,
     storage: DurableStorage,
     writer: LogWriter,
     inputs: mpsc::Receiver<Input>,
@@ -303,7 +284,7 @@ impl Driver {
                     }
                     None => self.stopped = Some(Error::Stopped),
                 },
-                _ = ticker.tick() => { self.raw.tick(); }
+                _ = ticker.tick() => { self.core.tick(); }
             }
             while let Ok(input) = self.persisted_rx.try_recv() {
                 self.on_input(input);
@@ -340,15 +321,7 @@ impl Driver {
     fn on_input(&mut self, input: Input) {
         match input {
             Input::Propose { data, done } => {
-                let result = if self.raw.raft.state != StateRole::Leader {
-                    Err(Error::NoLeader)
-                } else {
-                    self.raw.propose(Vec::new(), data).map_err(|e| match e {
-                        raft::Error::ProposalDropped => Error::ProposalDropped,
-                        e => Error::Raft(e.to_string()),
-                    })
-                };
-                let _ = done.send(result);
+                let _ = done.send(self.core.propose(data));
             }
             Input::ReadIndex { done } => {
                 if self.queued_reads.len() + self.pending_reads.len() >= PENDING_READS_MAX {
@@ -358,23 +331,18 @@ impl Driver {
                 }
             }
             Input::Persisted { number, result } => match result {
-                Ok(()) => self.raw.on_persist_ready(number),
+                Ok(()) => self.core.on_persisted(number),
                 Err(e) => self.stopped = Some(Error::Storage(e)),
             },
-            Input::Applied(index) => {
-                let applied = self.raw.raft.raft_log.applied;
-                if index > applied {
-                    self.raw.advance_apply_to(index);
-                }
-            }
-            Input::TransferLeader(to) => self.raw.transfer_leader(to),
+            Input::Applied(index) => self.core.on_applied(index),
+            Input::TransferLeader(to) => self.core.transfer_leader(to),
             Input::CompactLog(index) => self.compact_log(index),
             Input::Stop => self.stopped = Some(Error::Stopped),
         }
     }
 
     fn compact_log(&mut self, index: u64) {
-        let index = index.min(self.raw.raft.raft_log.applied);
+        let index = index.min(self.core.applied_index());
         let Ok(term) = self.storage.term(index) else {
             return; // already compacted past it
         };
@@ -382,7 +350,7 @@ impl Driver {
             return;
         }
         let mut meta = raft::eraftpb::SnapshotMetadata { index, term, ..Default::default() };
-        meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
+        meta.set_conf_state(self.core.conf_state());
         let task = PersistTask { entries: Vec::new(), hard_state: None, snapshot: Some(meta), on_done: Box::new(|_| {}) };
         match self.writer.submit(task) {
             Ok(()) => self.storage.compact(index),
@@ -395,94 +363,68 @@ impl Driver {
         if self.queued_reads.is_empty() || !self.pending_reads.is_empty() {
             return;
         }
-        if self.raw.raft.leader_id == raft::INVALID_ID {
-            for w in self.queued_reads.drain(..) {
-                let _ = w.send(Err(Error::NoLeader));
-            }
-            return;
-        }
         self.next_read_id += 1;
         let id = self.next_read_id;
-        self.pending_reads.insert(id, self.queued_reads.drain(..).collect());
-        self.raw.read_index(id.to_be_bytes().to_vec());
+        match self.core.start_read_round(id) {
+            Ok(()) => {
+                self.pending_reads.insert(id, self.queued_reads.drain(..).collect());
+            }
+            Err(e) => {
+                for w in self.queued_reads.drain(..) {
+                    let _ = w.send(Err(e.clone()));
+                }
+            }
+        }
     }
 
     async fn on_ready(&mut self) -> Result<()> {
-        if !self.raw.has_ready() {
+        let Some(mut rd) = self.core.ready()? else {
             return Ok(());
+        };
+        if !rd.messages.is_empty() {
+            let messages = std::mem::take(&mut rd.messages);
+            self.send_messages(messages);
         }
-        let mut rd = self.raw.ready();
-        if !rd.messages().is_empty() {
-            self.send_messages(rd.take_messages());
+        for (round, index) in std::mem::take(&mut rd.read_rounds) {
+            if let Some(waiters) = self.pending_reads.remove(&round) {
+                for w in waiters {
+                    let _ = w.send(Ok(index));
+                }
+            }
         }
-        if !rd.snapshot().is_empty() {
-            // Single-member groups never receive snapshots; multi-member support comes with
-            // the peer transport.
-            return Err(Error::Raft("receiving raft snapshots is not supported yet".into()));
+        let committed = std::mem::take(&mut rd.committed);
+        if committed.iter().any(|e| e.get_entry_type() == EntryType::EntryConfChangeV2) {
+            self.storage.set_conf_state(self.core.conf_state());
         }
-        for rs in rd.take_read_states() {
-            self.on_read_state(&rs.request_ctx, rs.index);
+        if !committed.is_empty() {
+            let term = self.core.status(0).term;
+            self.committed_tx.send(Committed { entries: committed, term }).await.map_err(|_| Error::Stopped)?;
         }
-        let committed = rd.take_committed_entries();
-        self.hand_to_state_machine(committed).await?;
-        let entries = rd.take_entries();
-        let hard_state = rd.hs().cloned();
-        let number = rd.number();
-        let persisted_messages = rd.take_persisted_messages();
-        if !entries.is_empty() || hard_state.is_some() || !persisted_messages.is_empty() {
+        let needs_persist = rd.needs_persist();
+        if needs_persist {
             let tx = self.persisted_tx.clone();
+            let number = rd.number;
             let task = PersistTask {
-                entries,
-                hard_state,
+                entries: std::mem::take(&mut rd.entries),
+                hard_state: rd.hard_state.take(),
                 snapshot: None,
                 on_done: Box::new(move |result| {
                     let result = result.map_err(|e| e.to_string());
                     let _ = tx.send(Input::Persisted { number, result });
                 }),
             };
+            // Once submitted, the entries are readable through the storage (the writer
+            // applies them to memory before queueing the fsync), as `advance` requires.
             self.writer.submit_async(task).await.map_err(|e| Error::Storage(e.to_string()))?;
             // Messages that must wait for persistence (votes, append responses) go out once
             // the writer confirms; they are empty for a single member.
+            let persisted_messages = std::mem::take(&mut rd.persisted_messages);
             if !persisted_messages.is_empty() {
                 self.send_messages(persisted_messages);
             }
-            self.raw.advance_append_async(rd);
-        } else {
-            // Nothing to persist: the ready is durable as it is. raft-rs must see the ready
-            // advanced before it is reported persisted.
-            self.raw.advance_append_async(rd);
-            self.raw.on_persist_ready(number);
         }
+        self.core.advance(rd, !needs_persist);
         Ok(())
-    }
-
-    fn on_read_state(&mut self, ctx: &[u8], index: u64) {
-        let Ok(bytes) = <[u8; 8]>::try_from(ctx) else {
-            warn!("read state with a foreign context");
-            return;
-        };
-        if let Some(waiters) = self.pending_reads.remove(&u64::from_be_bytes(bytes)) {
-            for w in waiters {
-                let _ = w.send(Ok(index));
-            }
-        }
-    }
-
-    async fn hand_to_state_machine(&mut self, entries: Vec<Entry>) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        for entry in &entries {
-            if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
-                let mut cc = ConfChangeV2::default();
-                protobuf::Message::merge_from_bytes(&mut cc, entry.get_data())
-                    .map_err(|e| Error::Raft(format!("bad conf change at {}: {e}", entry.index)))?;
-                let cs = self.raw.apply_conf_change(&cc).map_err(|e| Error::Raft(e.to_string()))?;
-                self.storage.set_conf_state(cs);
-            }
-        }
-        let term = self.raw.raft.term;
-        self.committed_tx.send(Committed { entries, term }).await.map_err(|_| Error::Stopped)
     }
 
     fn send_messages(&mut self, msgs: Vec<Message>) {
@@ -495,16 +437,7 @@ impl Driver {
     }
 
     fn publish_status(&mut self) {
-        let raft = &self.raw.raft;
-        let status = NodeStatus {
-            id: raft.id,
-            leader_id: raft.leader_id,
-            term: raft.term,
-            commit_index: raft.raft_log.committed,
-            applied_index: self.applied.load(Ordering::Acquire),
-            last_index: raft.raft_log.last_index(),
-            is_leader: raft.state == StateRole::Leader,
-        };
+        let status = self.core.status(self.applied.load(Ordering::Acquire));
         self.status_tx.send_if_modified(|s| {
             if *s != status {
                 *s = status;
