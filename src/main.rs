@@ -20,6 +20,8 @@ enum Command {
     /// Snapshot tools.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Load generator in the style of etcd's `benchmark` tool, against any etcd endpoints.
+    Bench(skiff_benches::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -68,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             println!("restored snapshot {} into {}", file.display(), data_dir.display());
             Ok(())
         }
+        Command::Bench(args) => skiff_benches::run(args),
         Command::Snapshot(SnapshotCommand::Verify { file }) => {
             skiff_store::snapshot::verify(&file)?;
             println!("snapshot {} is intact", file.display());

@@ -2,6 +2,7 @@
 //! --test it`). They start real processes (skiff, and Debian's etcd as the reference) on
 //! loopback ports; `harness` owns that.
 
+mod bench_smoke;
 mod crash;
 mod etcd_client;
 mod etcd_client_crate;
