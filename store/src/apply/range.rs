@@ -56,7 +56,7 @@ pub fn apply_range(view: &impl ReadView, r: &pb::RangeRequest) -> Result<pb::Ran
         limit = 0;
     }
     if limit > 0 {
-        limit += 1;
+        limit = limit.saturating_add(1);
     }
     let opts = RangeOptions { rev: r.revision, limit, count_only: r.count_only };
     let rr = view.read_range(&r.key, &r.range_end, opts)?;
