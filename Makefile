@@ -3,6 +3,7 @@
 # into $(HOME)/.cache/skiff (see scripts/rocksdb-cache.sh).
 
 CARGO      := scripts/cargo
+CACHE_DIR  := $(or $(SKIFF_CACHE_DIR),$(HOME)/.cache/skiff)
 DATA_DIR   ?= $(CURDIR)/data/default.etcd
 CLIENT_URL ?= http://127.0.0.1:2379
 PEER_URL   ?= http://127.0.0.1:2380
@@ -15,8 +16,8 @@ deps:
 
 ## rocksdb: build RocksDB's C++ once into the cache (no-op when cached).
 rocksdb: deps
-	@flock $${SKIFF_CACHE_DIR:-$$HOME/.cache/skiff}/rocksdb.lock scripts/rocksdb-cache.sh >/dev/null 2>&1 || \
-	  (mkdir -p $${SKIFF_CACHE_DIR:-$$HOME/.cache/skiff} && flock $${SKIFF_CACHE_DIR:-$$HOME/.cache/skiff}/rocksdb.lock scripts/rocksdb-cache.sh)
+	@mkdir -p $(CACHE_DIR)
+	@flock $(CACHE_DIR)/rocksdb.lock scripts/rocksdb-cache.sh >/dev/null
 
 release: rocksdb
 	$(CARGO) build --release --locked --bin skiff
