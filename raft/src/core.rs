@@ -89,7 +89,16 @@ impl<S: Storage> NodeCore<S> {
         })
     }
 
+    /// Whether a read round started now would be answered: raft-rs silently drops a
+    /// ReadIndex request on a leader that has not yet committed an entry of its own term
+    /// (it cannot know the commit index is current), so callers hold reads until then.
+    pub fn can_serve_read_index(&self) -> bool {
+        let raft = &self.raw.raft;
+        raft.leader_id != raft::INVALID_ID && (raft.state != StateRole::Leader || raft.commit_to_current_term())
+    }
+
     /// Starts a ReadIndex round named `round`; its index arrives in `NodeReady::read_rounds`.
+    /// Check `can_serve_read_index` first: a round started too early is never answered.
     pub fn start_read_round(&mut self, round: u64) -> Result<()> {
         if self.raw.raft.leader_id == raft::INVALID_ID {
             return Err(Error::NoLeader);
@@ -270,6 +279,42 @@ mod tests {
         let indexes: Vec<u64> = trace.iter().map(|(_, i, _)| *i).collect();
         assert!(indexes.windows(2).all(|w| w[1] == w[0] + 1), "indexes are contiguous: {indexes:?}");
         assert_eq!(trace, run(20), "the same inputs give the same trace");
+    }
+
+    /// raft-rs drops a ReadIndex request on a leader that has not committed in its term;
+    /// `can_serve_read_index` says when a round will be answered, and then it is.
+    #[test]
+    fn read_rounds_wait_for_the_first_commit_of_the_term() {
+        let storage = MemStorage::new_with_conf_state((vec![1], vec![]));
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut core = NodeCore::new(&config(), storage, &logger).unwrap();
+        assert!(core.status(0).is_leader);
+        assert!(!core.can_serve_read_index(), "no entry of the new term is committed yet");
+        let mut answered = Vec::new();
+        for _ in 0..10 {
+            if core.can_serve_read_index() && answered.is_empty() {
+                core.start_read_round(7).unwrap();
+            }
+            while let Some(rd) = core.ready().unwrap() {
+                answered.extend(rd.read_rounds.iter().copied());
+                let (number, needs) = (rd.number, rd.needs_persist());
+                {
+                    let mut w = core.storage().wl();
+                    if let Some(hs) = &rd.hard_state {
+                        w.set_hardstate(hs.clone());
+                    }
+                    w.append(&rd.entries).unwrap();
+                }
+                core.advance(rd, !needs);
+                if needs {
+                    core.on_persisted(number);
+                }
+            }
+            if !answered.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(answered, vec![(7, 1)], "the round is answered at the leader's first commit");
     }
 
     #[test]

@@ -215,6 +215,9 @@ pub fn start(
         pending_reads: HashMap::new(),
         queued_reads: VecDeque::new(),
         next_read_id: 0,
+        ticks: 0,
+        read_round_started_tick: None,
+        read_round_retry_ticks: config.election_ticks as u64,
         tick_interval: config.tick_interval,
         stopped: None,
     };
@@ -258,6 +261,11 @@ struct Driver {
     /// Reads that arrived while a round is in flight; they join the next round together.
     queued_reads: VecDeque<oneshot::Sender<Result<u64>>>,
     next_read_id: u64,
+    /// Ticks since the driver started, and the tick the in-flight read round began at.
+    ticks: u64,
+    read_round_started_tick: Option<u64>,
+    /// Ticks an unanswered read round may take before its reads are retried.
+    read_round_retry_ticks: u64,
     tick_interval: Duration,
     /// Set when the node must stop; carries the error to give to callers.
     stopped: Option<Error>,
@@ -284,7 +292,10 @@ impl Driver {
                     }
                     None => self.stopped = Some(Error::Stopped),
                 },
-                _ = ticker.tick() => { self.core.tick(); }
+                _ = ticker.tick() => {
+                    self.core.tick();
+                    self.ticks += 1;
+                }
             }
             while let Ok(input) = self.persisted_rx.try_recv() {
                 self.on_input(input);
@@ -358,9 +369,25 @@ impl Driver {
         }
     }
 
-    /// Starts one read-index round for every queued read, if none is in flight.
+    /// Starts one read-index round for every queued read, if none is in flight. A round
+    /// that got no answer for an election timeout (raft dropped it, e.g. across a leader
+    /// change) is abandoned and its reads join the next round, so no read waits forever.
     fn maybe_start_read_round(&mut self) {
-        if self.queued_reads.is_empty() || !self.pending_reads.is_empty() {
+        if let Some(started) = self.read_round_started_tick {
+            if self.ticks.saturating_sub(started) < self.read_round_retry_ticks {
+                return;
+            }
+            for (_, waiters) in self.pending_reads.drain() {
+                self.queued_reads.extend(waiters);
+            }
+            self.read_round_started_tick = None;
+        }
+        if self.queued_reads.is_empty() {
+            return;
+        }
+        if !self.core.can_serve_read_index() {
+            // No leader yet, or a new leader that has not committed in its term: keep the
+            // reads queued; callers give up at their own request timeout.
             return;
         }
         self.next_read_id += 1;
@@ -368,6 +395,7 @@ impl Driver {
         match self.core.start_read_round(id) {
             Ok(()) => {
                 self.pending_reads.insert(id, self.queued_reads.drain(..).collect());
+                self.read_round_started_tick = Some(self.ticks);
             }
             Err(e) => {
                 for w in self.queued_reads.drain(..) {
@@ -390,6 +418,7 @@ impl Driver {
                 for w in waiters {
                     let _ = w.send(Ok(index));
                 }
+                self.read_round_started_tick = None;
             }
         }
         let committed = std::mem::take(&mut rd.committed);
