@@ -11,10 +11,10 @@
 //! storage*; then `advance(ready, persisted_now)`; once durable, `on_persisted(number)`
 //! (unless `persisted_now` already said so).
 
-use raft::eraftpb::{ConfChangeV2, Entry, EntryType, HardState, Message};
-use raft::{Ready, RawNode, StateRole, Storage};
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType, HardState, Message, Snapshot};
+use raft::{Ready, RawNode, SnapshotStatus, StateRole, Storage};
 
-use crate::node::{Error, NodeConfig, NodeStatus, Result};
+use crate::node::{Error, NodeConfig, NodeStatus, PeerProgress, Result};
 
 /// Bytes of committed entries handed out per `Ready`.
 const COMMITTED_BYTES_PER_READY_MAX: u64 = 16 * 1024 * 1024;
@@ -35,12 +35,18 @@ pub struct NodeReady {
     pub persisted_messages: Vec<Message>,
     /// Finished read-index rounds: (round id given to `start_read_round`, read index).
     pub read_rounds: Vec<(u64, u64)>,
+    /// A snapshot from the leader to install: persist its marker with `entries` and
+    /// `hard_state`, and (once durable) replace the state machine with it.
+    pub snapshot: Option<Snapshot>,
 }
 
 impl NodeReady {
     /// Whether `entries`/`hard_state` need persisting before this ready counts as durable.
     pub fn needs_persist(&self) -> bool {
-        !self.entries.is_empty() || self.hard_state.is_some() || !self.persisted_messages.is_empty()
+        !self.entries.is_empty()
+            || self.hard_state.is_some()
+            || !self.persisted_messages.is_empty()
+            || self.snapshot.is_some()
     }
 }
 
@@ -78,15 +84,59 @@ impl<S: Storage> NodeCore<S> {
         self.raw.tick();
     }
 
-    /// Appends `data` to the log if this node leads.
+    /// Appends `data` to the log if this node leads, or forwards it to the leader (raft-rs
+    /// sends a follower's proposal to the leader as `MsgPropose`; the proposer learns the
+    /// outcome when the entry is applied, or times out if a leader change lost it).
     pub fn propose(&mut self, data: Vec<u8>) -> Result<()> {
-        if self.raw.raft.state != StateRole::Leader {
+        if self.raw.raft.leader_id == raft::INVALID_ID {
             return Err(Error::NoLeader);
         }
-        self.raw.propose(Vec::new(), data).map_err(|e| match e {
-            raft::Error::ProposalDropped => Error::ProposalDropped,
-            e => Error::Raft(e.to_string()),
-        })
+        self.raw.propose(Vec::new(), data).map_err(proposal_error)
+    }
+
+    /// Proposes a membership change on the leader. raft-rs allows one unapplied change at a
+    /// time and would silently turn a second one into an empty entry, so it is refused here.
+    pub fn propose_conf_change(&mut self, context: Vec<u8>, cc: ConfChangeV2) -> Result<()> {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return Err(if raft.leader_id == raft::INVALID_ID { Error::NoLeader } else { Error::NotLeader(raft.leader_id) });
+        }
+        if raft.has_pending_conf() {
+            return Err(Error::ConfChangePending);
+        }
+        self.raw.propose_conf_change(context, cc).map_err(proposal_error)
+    }
+
+    /// The transport could not deliver to `id`: raft-rs stops pipelining to it and probes.
+    pub fn report_unreachable(&mut self, id: u64) {
+        self.raw.report_unreachable(id);
+    }
+
+    /// Whether the snapshot sent to `id` arrived and was handed to its node.
+    pub fn report_snapshot(&mut self, id: u64, delivered: bool) {
+        let status = if delivered { SnapshotStatus::Finish } else { SnapshotStatus::Failure };
+        self.raw.report_snapshot(id, status);
+    }
+
+    /// The leader's view of every member's replication (empty on followers).
+    pub fn progress(&self) -> Vec<PeerProgress> {
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return Vec::new();
+        }
+        let conf = raft.prs().conf();
+        let mut out: Vec<PeerProgress> = raft
+            .prs()
+            .iter()
+            .map(|(id, pr)| PeerProgress {
+                id: *id,
+                matched: pr.matched,
+                recent_active: pr.recent_active || *id == raft.id,
+                is_learner: conf.learners().contains(id),
+            })
+            .collect();
+        out.sort_by_key(|p| p.id);
+        out
     }
 
     /// Whether a read round started now would be answered: raft-rs silently drops a
@@ -111,8 +161,13 @@ impl<S: Storage> NodeCore<S> {
         self.raw.on_persist_ready(number);
     }
 
+    /// The state machine applied up to `index` (capped at what raft may have applied: an
+    /// installed snapshot's index is reported before raft-rs hears it was persisted only
+    /// if the driver reorders, which it must not; the cap keeps raft-rs's invariant).
     pub fn on_applied(&mut self, index: u64) {
-        if index > self.raw.raft.raft_log.applied {
+        let log = &self.raw.raft.raft_log;
+        let index = index.min(log.committed).min(log.persisted);
+        if index > log.applied {
             self.raw.advance_apply_to(index);
         }
     }
@@ -131,9 +186,7 @@ impl<S: Storage> NodeCore<S> {
             return Ok(None);
         }
         let mut rd = self.raw.ready();
-        if !rd.snapshot().is_empty() {
-            return Err(Error::Raft("receiving raft snapshots is not supported yet".into()));
-        }
+        let snapshot = (!rd.snapshot().is_empty()).then(|| rd.snapshot().clone());
         let read_rounds = rd
             .take_read_states()
             .into_iter()
@@ -151,6 +204,7 @@ impl<S: Storage> NodeCore<S> {
             messages: rd.take_messages(),
             persisted_messages: rd.take_persisted_messages(),
             read_rounds,
+            snapshot,
             ready: rd,
         }))
     }
@@ -197,11 +251,19 @@ impl<S: Storage> NodeCore<S> {
             applied_index,
             last_index: raft.raft_log.last_index(),
             is_leader: raft.state == StateRole::Leader,
+            is_learner: raft.prs().conf().learners().contains(&raft.id),
         }
     }
 
     pub fn storage(&self) -> &S {
         self.raw.store()
+    }
+}
+
+fn proposal_error(e: raft::Error) -> Error {
+    match e {
+        raft::Error::ProposalDropped => Error::ProposalDropped,
+        e => Error::Raft(e.to_string()),
     }
 }
 

@@ -20,11 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::eraftpb::{Entry, EntryType, Message, MessageType};
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message, SnapshotMetadata};
 use raft::Storage;
 
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::core::NodeCore;
 use crate::storage::{DurableStorage, LogWriter, PersistTask};
@@ -40,12 +40,38 @@ pub const COMMITTED_QUEUE_BATCHES_MAX: usize = 64;
 const INPUTS_PER_TURN_MAX: usize = 1024;
 /// Read-index requests waiting for a `ReadState` at once.
 const PENDING_READS_MAX: usize = 65536;
+/// Messages from peers queued to the node at most; beyond it they are dropped (raft
+/// tolerates loss: the sender retries on its next heartbeat or probe).
+pub const PEER_INBOX_MAX: usize = 4096;
+
+/// Where the node's outgoing messages go: the peer transport in production, a simulator's
+/// network in tests. `send` must not block: queue or drop (raft retransmits).
+pub trait MessageSink: Send + Sync + 'static {
+    fn send(&self, messages: Vec<Message>);
+}
+
+/// A member with no peers (a single-member cluster): nothing to send.
+pub struct NoPeers;
+
+impl MessageSink for NoPeers {
+    fn send(&self, messages: Vec<Message>) {
+        for m in messages {
+            warn!(to = m.to, kind = ?m.get_msg_type(), "dropping message: no peers are configured");
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// The node is not the leader (or has no leader) and cannot take the request.
+    /// The node has no leader and cannot take the request.
     #[error("no leader")]
     NoLeader,
+    /// The request must go to the leader, which is this member.
+    #[error("not leader (leader is {0:x})")]
+    NotLeader(u64),
+    /// A membership change is proposed but not applied yet; raft allows one at a time.
+    #[error("a membership change is already in progress")]
+    ConfChangePending,
     /// raft-rs dropped the proposal (e.g. leadership changed while it was queued).
     #[error("proposal dropped")]
     ProposalDropped,
@@ -102,6 +128,20 @@ impl NodeConfig {
 pub struct Committed {
     pub entries: Vec<Entry>,
     pub term: u64,
+    /// A snapshot from the leader, already durable in the raft log: the state machine must
+    /// replace its contents with it (the file its transport received) before `entries`.
+    pub snapshot: Option<SnapshotMetadata>,
+}
+
+/// The leader's view of one member's replication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerProgress {
+    pub id: u64,
+    /// Highest log index known to be on that member.
+    pub matched: u64,
+    /// Heard from within the last election timeout.
+    pub recent_active: bool,
+    pub is_learner: bool,
 }
 
 /// What a caller can see of the node.
@@ -114,10 +154,15 @@ pub struct NodeStatus {
     pub applied_index: u64,
     pub last_index: u64,
     pub is_leader: bool,
+    pub is_learner: bool,
 }
 
 enum Input {
     Propose { data: Vec<u8>, done: oneshot::Sender<Result<()>> },
+    ProposeConfChange { context: Vec<u8>, cc: ConfChangeV2, done: oneshot::Sender<Result<()>> },
+    Progress(oneshot::Sender<Vec<PeerProgress>>),
+    Unreachable(u64),
+    SnapshotStatus { to: u64, delivered: bool },
     ReadIndex { done: oneshot::Sender<Result<u64>> },
     Persisted { number: u64, result: std::result::Result<(), String> },
     Applied(u64),
@@ -130,6 +175,7 @@ enum Input {
 #[derive(Clone)]
 pub struct NodeHandle {
     tx: mpsc::Sender<Input>,
+    peer_tx: mpsc::Sender<Message>,
     persisted_tx: mpsc::UnboundedSender<Input>,
     status: watch::Receiver<NodeStatus>,
     applied: Arc<AtomicU64>,
@@ -158,6 +204,39 @@ impl NodeHandle {
         // Unbounded, but at most one message per applied batch, and the applier is bounded
         // by COMMITTED_QUEUE_BATCHES_MAX.
         let _ = self.persisted_tx.send(Input::Applied(index));
+    }
+
+    /// Proposes a membership change (leader only). Resolves when it is in the log; the
+    /// state machine sees it applied as an `EntryConfChangeV2` entry carrying `context`.
+    pub async fn propose_conf_change(&self, context: Vec<u8>, cc: ConfChangeV2) -> Result<()> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(Input::ProposeConfChange { context, cc, done }).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// The leader's replication progress per member (empty on a follower).
+    pub async fn progress(&self) -> Result<Vec<PeerProgress>> {
+        let (done, rx) = oneshot::channel();
+        self.tx.send(Input::Progress(done)).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// A message from a peer. Dropped when the inbox is full (raft retransmits).
+    pub fn step(&self, message: Message) -> Result<()> {
+        self.peer_tx.try_send(message).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Error::Raft("peer inbox full".into()),
+            mpsc::error::TrySendError::Closed(_) => Error::Stopped,
+        })
+    }
+
+    /// The transport failed to reach `id`.
+    pub fn report_unreachable(&self, id: u64) {
+        let _ = self.persisted_tx.send(Input::Unreachable(id));
+    }
+
+    /// The outcome of sending a snapshot to `to`.
+    pub fn report_snapshot(&self, to: u64, delivered: bool) {
+        let _ = self.persisted_tx.send(Input::SnapshotStatus { to, delivered });
     }
 
     pub fn transfer_leader(&self, to: u64) {
@@ -190,6 +269,7 @@ pub fn start(
     config: NodeConfig,
     storage: DurableStorage,
     writer: LogWriter,
+    sink: Arc<dyn MessageSink>,
 ) -> Result<(NodeHandle, mpsc::Receiver<Committed>, tokio::task::JoinHandle<()>)> {
     config.validate().map_err(Error::Raft)?;
     maybe_advance_commit_to_applied(&storage, &writer, config.applied_index)?;
@@ -197,16 +277,20 @@ pub fn start(
     let core = NodeCore::new(&config, storage.clone(), &logger)?;
 
     let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
+    let (peer_tx, peer_rx) = mpsc::channel(PEER_INBOX_MAX);
     let (persisted_tx, persisted_rx) = mpsc::unbounded_channel();
     let (committed_tx, committed_rx) = mpsc::channel(COMMITTED_QUEUE_BATCHES_MAX);
     let (status_tx, status_rx) = watch::channel(NodeStatus { id: config.id, ..Default::default() });
     let applied = Arc::new(AtomicU64::new(config.applied_index));
-    let handle = NodeHandle { tx, persisted_tx: persisted_tx.clone(), status: status_rx, applied: applied.clone() };
+    let handle =
+        NodeHandle { tx, peer_tx, persisted_tx: persisted_tx.clone(), status: status_rx, applied: applied.clone() };
     let driver = Driver {
         core,
         storage,
         writer,
         inputs: rx,
+        peer_rx,
+        sink,
         persisted_rx,
         persisted_tx,
         committed_tx,
@@ -251,6 +335,8 @@ struct Driver {
     storage: DurableStorage,
     writer: LogWriter,
     inputs: mpsc::Receiver<Input>,
+    peer_rx: mpsc::Receiver<Message>,
+    sink: Arc<dyn MessageSink>,
     persisted_rx: mpsc::UnboundedReceiver<Input>,
     persisted_tx: mpsc::UnboundedSender<Input>,
     committed_tx: mpsc::Sender<Committed>,
@@ -279,6 +365,15 @@ impl Driver {
             tokio::select! {
                 biased;
                 Some(input) = self.persisted_rx.recv() => self.on_input(input),
+                Some(message) = self.peer_rx.recv() => {
+                    self.on_message(message);
+                    for _ in 0..INPUTS_PER_TURN_MAX {
+                        match self.peer_rx.try_recv() {
+                            Ok(message) => self.on_message(message),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 input = self.inputs.recv() => match input {
                     Some(input) => {
                         self.on_input(input);
@@ -329,11 +424,27 @@ impl Driver {
         info!("raft node stopped");
     }
 
+    fn on_message(&mut self, message: Message) {
+        // raft-rs rejects messages it cannot use (stale terms, unknown peers) with an error;
+        // they are routine in a cluster and carry nothing to act on.
+        if let Err(e) = self.core.step(message) {
+            tracing::debug!(error = %e, "raft message not stepped");
+        }
+    }
+
     fn on_input(&mut self, input: Input) {
         match input {
             Input::Propose { data, done } => {
                 let _ = done.send(self.core.propose(data));
             }
+            Input::ProposeConfChange { context, cc, done } => {
+                let _ = done.send(self.core.propose_conf_change(context, cc));
+            }
+            Input::Progress(done) => {
+                let _ = done.send(self.core.progress());
+            }
+            Input::Unreachable(id) => self.core.report_unreachable(id),
+            Input::SnapshotStatus { to, delivered } => self.core.report_snapshot(to, delivered),
             Input::ReadIndex { done } => {
                 if self.queued_reads.len() + self.pending_reads.len() >= PENDING_READS_MAX {
                     let _ = done.send(Err(Error::Raft("too many pending reads".into())));
@@ -427,7 +538,13 @@ impl Driver {
         }
         if !committed.is_empty() {
             let term = self.core.status(0).term;
-            self.committed_tx.send(Committed { entries: committed, term }).await.map_err(|_| Error::Stopped)?;
+            self.committed_tx
+                .send(Committed { entries: committed, term, snapshot: None })
+                .await
+                .map_err(|_| Error::Stopped)?;
+        }
+        if let Some(snapshot) = rd.snapshot.take() {
+            return self.install_snapshot(rd, snapshot.get_metadata().clone()).await;
         }
         let needs_persist = rd.needs_persist();
         if needs_persist {
@@ -456,13 +573,42 @@ impl Driver {
         Ok(())
     }
 
-    fn send_messages(&mut self, msgs: Vec<Message>) {
-        for m in msgs {
-            // A single member has no peers; any message here is a bug until the transport lands.
-            if m.get_msg_type() != MessageType::MsgHeartbeat {
-                debug!(to = m.to, kind = ?m.get_msg_type(), "dropping message: no peer transport");
-            }
+    /// A ready carrying a snapshot from the leader. Its marker (which drops the log it
+    /// replaces) is made durable before the state machine is told to install it, so a crash
+    /// in between restarts with the marker ahead of the state machine, and the server
+    /// re-installs from the received file; never the other way round.
+    async fn install_snapshot(&mut self, mut rd: crate::core::NodeReady, meta: SnapshotMetadata) -> Result<()> {
+        info!(index = meta.index, term = meta.term, "installing snapshot from the leader");
+        let (done_tx, done_rx) = oneshot::channel();
+        let task = PersistTask {
+            entries: std::mem::take(&mut rd.entries),
+            hard_state: rd.hard_state.take(),
+            snapshot: Some(meta.clone()),
+            on_done: Box::new(move |result| {
+                let _ = done_tx.send(result.map_err(|e| e.to_string()));
+            }),
+        };
+        self.writer.submit_async(task).await.map_err(|e| Error::Storage(e.to_string()))?;
+        match done_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Storage(e)),
+            Err(_) => return Err(Error::Stopped),
         }
+        let persisted_messages = std::mem::take(&mut rd.persisted_messages);
+        self.core.advance(rd, true);
+        self.storage.set_conf_state(meta.get_conf_state().clone());
+        if !persisted_messages.is_empty() {
+            self.send_messages(persisted_messages);
+        }
+        let term = self.core.status(0).term;
+        self.committed_tx
+            .send(Committed { entries: Vec::new(), term, snapshot: Some(meta) })
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    fn send_messages(&mut self, msgs: Vec<Message>) {
+        self.sink.send(msgs);
     }
 
     fn publish_status(&mut self) {

@@ -19,6 +19,10 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use crate::wal::{LogBatch, LogState, Recovered, Result, Wal};
 pub use crate::wal::{LogWriter, PersistTask, WalConfig};
 
+/// The index and term of the marker a new cluster's log starts after (see `open_bootstrap`).
+pub const BOOTSTRAP_INDEX: u64 = 1;
+pub const BOOTSTRAP_TERM: u64 = 1;
+
 /// The raft log as raft-rs sees it. Clones share one log.
 #[derive(Clone, Default)]
 pub struct DurableStorage {
@@ -45,20 +49,39 @@ impl DurableStorage {
         Self::start(wal, recovered)
     }
 
-    /// As `open`, and if the WAL is brand new, makes `id` the only voter (durably, as a
-    /// snapshot marker at index 0 term 0), so a fresh single member can elect itself.
-    /// An existing log is left as it is.
-    pub fn open_single_voter(config: WalConfig, id: u64) -> Result<(DurableStorage, LogWriter)> {
+    /// As `open`, and if the WAL is brand new, bootstraps a cluster whose initial voters
+    /// are `voters`: a snapshot marker at index 1, term 1 holding that membership, and a
+    /// hard state committing it, made durable before this returns. Every initial member
+    /// writes the same marker, so their logs agree at index 1; the log proper starts at 2,
+    /// which makes a member that joins later (empty log) receive a snapshot of the state
+    /// machine rather than a log without the initial membership. An existing log is left
+    /// as it is.
+    pub fn open_bootstrap(config: WalConfig, voters: &[u64]) -> Result<(DurableStorage, LogWriter)> {
         let (mut wal, mut recovered) = Wal::open(&config)?;
         if recovered == Recovered::default() {
-            let mut meta = SnapshotMetadata::default();
-            meta.mut_conf_state().voters = vec![id];
+            let mut meta = SnapshotMetadata {
+                index: BOOTSTRAP_INDEX,
+                term: BOOTSTRAP_TERM,
+                ..Default::default()
+            };
+            let mut ids = voters.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            meta.mut_conf_state().voters = ids;
+            let hard_state = HardState {
+                term: BOOTSTRAP_TERM,
+                commit: BOOTSTRAP_INDEX,
+                vote: 0,
+                ..Default::default()
+            };
             wal.append(&LogBatch {
                 snapshot: Some(&meta),
+                hard_state: Some(&hard_state),
                 ..Default::default()
             })?;
             wal.sync()?;
             recovered.snapshot = Some(meta);
+            recovered.hard_state = hard_state;
         }
         Self::start(wal, recovered)
     }
@@ -88,8 +111,9 @@ impl DurableStorage {
         self.core.read().conf_state != ConfState::default()
     }
 
-    /// Records the membership after the node applied a conf change. In memory only: it is
-    /// made durable by the next snapshot marker (and the conf change entry is in the log).
+    /// Records the membership after the node applied a conf change, or at start from the
+    /// state machine (which stores it with its applied index, so it is never older than the
+    /// log's snapshot marker). In memory only: the state machine holds it durably.
     pub fn set_conf_state(&self, cs: ConfState) {
         self.core.write().conf_state = cs;
     }

@@ -79,6 +79,17 @@ pub struct StoreArgs {
     /// Currently only supports 'zap' for structured logging (accepted for compatibility).
     #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
     pub logger: String,
+    /// Number of entries for a slow follower to catch up after compacting the raft storage
+    /// entries.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
+    pub experimental_snapshot_catchup_entries: u64,
+    /// Reject reconfiguration requests that would cause quorum loss.
+    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, action = clap::ArgAction::Set)]
+    pub strict_reconfig_check: bool,
+    /// Promote a learner to a voting member by itself once it has caught up with the
+    /// leader (etcd requires `member promote`). Skiff's own flag.
+    #[arg(long, env = "SKIFF_AUTO_PROMOTE_LEARNERS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub auto_promote_learners: bool,
     /// Configures log level. Only supports debug, info, warn, error, panic, or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -150,8 +161,28 @@ pub struct StoreConfig {
     pub auto_compaction: AutoCompaction,
     pub listen_metrics: Vec<SocketAddr>,
     pub watch_progress_notify_interval: Duration,
+    /// This member's ID and its cluster's. For `--initial-cluster-state=new` they derive
+    /// from the flags; a member joining an existing cluster learns them from its peers
+    /// (the server overwrites these), and after the first start they come from the data dir.
     pub member_id: u64,
     pub cluster_id: u64,
+    /// (id, name, peer URLs) of each `--initial-cluster` member.
+    pub initial_cluster: Vec<(u64, String, Vec<String>)>,
+    pub initial_cluster_state: ClusterState,
+    pub listen_peer: Vec<SocketAddr>,
+    pub strict_reconfig_check: bool,
+    pub auto_promote_learners: bool,
+    /// Raft entries kept behind the compaction point for followers that lag a little.
+    pub snapshot_catchup_entries: u64,
+}
+
+/// etcd's `--initial-cluster-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    /// Bootstrap a new cluster from `--initial-cluster`.
+    New,
+    /// Join a running cluster this member was added to (`member add`).
+    Existing,
 }
 
 impl StoreArgs {
@@ -203,17 +234,36 @@ impl StoreArgs {
                 }
             }
         }
-        if members.len() != 1 {
-            return Err(format!(
-                "--initial-cluster lists {} members; this build of skiff store runs single-member clusters only",
-                members.len()
-            ));
+        let initial_cluster_state = match self.initial_cluster_state.as_str() {
+            "new" => ClusterState::New,
+            "existing" => ClusterState::Existing,
+            other => {
+                return Err(format!(
+                    "invalid value \"{other}\" for ETCD_INITIAL_CLUSTER_STATE: valid values are \"new\" or \"existing\""
+                ))
+            }
+        };
+        for (name, urls) in &members {
+            for u in urls {
+                let url = url::Url::parse(u).map_err(|e| format!("--initial-cluster: invalid URL {u:?} of {name}: {e}"))?;
+                if url.scheme() != "http" {
+                    return Err(format!("--initial-cluster: {u:?}: only http:// peer URLs are supported"));
+                }
+            }
         }
-        if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
-            return Err(format!("invalid value {:?} for --initial-cluster-state", self.initial_cluster_state));
+        let initial_cluster: Vec<(u64, String, Vec<String>)> = members
+            .iter()
+            .map(|(name, urls)| (member_id(urls, &self.initial_cluster_token), name.clone(), urls.clone()))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for (id, name, _) in &initial_cluster {
+            if !seen.insert(*id) {
+                return Err(format!("--initial-cluster: member {name} has the same peer URLs as another member"));
+            }
         }
         let member_id = member_id(&advertise_peer_urls, &self.initial_cluster_token);
-        let cluster_id = cluster_id(&[member_id]);
+        let cluster_id = cluster_id(&initial_cluster.iter().map(|(id, _, _)| *id).collect::<Vec<_>>());
+        let listen_peer = parse_listen_urls(&self.listen_peer_urls, "--listen-peer-urls")?;
         let auto_compaction = parse_auto_compaction(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
         let quota_backend_bytes =
             if self.quota_backend_bytes == 0 { QUOTA_BACKEND_BYTES_DEFAULT } else { self.quota_backend_bytes };
@@ -238,6 +288,12 @@ impl StoreArgs {
             watch_progress_notify_interval: self.watch_progress_notify_interval,
             member_id,
             cluster_id,
+            initial_cluster,
+            initial_cluster_state,
+            listen_peer,
+            strict_reconfig_check: self.strict_reconfig_check,
+            snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
+            auto_promote_learners: self.auto_promote_learners,
         })
     }
 }

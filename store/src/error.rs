@@ -38,6 +38,30 @@ pub enum Error {
     LeaseTtlTooLarge,
     #[error("etcdserver: watch canceled")]
     WatchCanceled,
+    #[error("etcdserver: member ID already exist")]
+    MemberExist,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExist,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    MemberNotEnoughStarted,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutDueToLeaderFail,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    TimeoutLeaderTransfer,
+    #[error("etcdserver: the member has been permanently removed from the cluster")]
+    MemberRemoved,
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
     #[error("etcdserver: member not found")]
     MemberNotFound,
     #[error("etcdserver: request is too large")]
@@ -81,7 +105,12 @@ impl Error {
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExist | NotLeader | BadLeaderTransferee | AuthNotEnabled => Code::FailedPrecondition,
+            LeaseExist | NotLeader | BadLeaderTransferee | AuthNotEnabled | MemberExist | PeerUrlExist
+            | MemberNotEnoughStarted | MemberNotLearner | LearnerNotReady | TooManyLearners | MemberRemoved => {
+                Code::FailedPrecondition
+            }
+            MemberBadUrls => Code::InvalidArgument,
+            Unhealthy | TimeoutDueToLeaderFail | TimeoutLeaderTransfer | NotSupportedForLearner => Code::Unavailable,
             WatchCanceled => Code::Cancelled,
             NoLeader | LeaderChanged | Stopped | Timeout => Code::Unavailable,
             Corrupt => Code::DataLoss,
@@ -112,6 +141,10 @@ impl From<skiff_raft::node::Error> for Error {
         use skiff_raft::node::Error as R;
         match e {
             R::NoLeader => Error::NoLeader,
+            R::NotLeader(_) => Error::NotLeader,
+            // etcd's raft drops a second pending change silently; the client sees a timeout.
+            // Refusing at once with etcd's retryable "unhealthy" answer is kinder.
+            R::ConfChangePending => Error::Unhealthy,
             R::ProposalDropped => Error::LeaderChanged,
             R::Stopped => Error::Stopped,
             R::Storage(m) | R::Raft(m) => Error::Internal(m),

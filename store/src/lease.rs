@@ -122,6 +122,35 @@ impl Lessor {
         expired.into_iter().map(|(_, id)| id).collect()
     }
 
+    /// Replaces the whole table (applier only, after a snapshot install): exactly the leases
+    /// `(id, ttl_seconds)` exist, each with a full TTL from now (as after a restart), with
+    /// the keys of `attached` (`(key, lease id)`). A key naming a lease not in `leases`
+    /// is skipped: the store would be inconsistent, and the lessor must not invent a lease.
+    /// The server calls it with `MvccStore::leases()` and `MvccStore::keys_with_lease()`.
+    pub fn reset(&self, leases: &[(i64, i64)], attached: &[(Vec<u8>, i64)]) {
+        let now = Instant::now();
+        let mut table: HashMap<i64, Lease> = leases
+            .iter()
+            .map(|&(id, ttl_seconds)| {
+                let expiry = now + Duration::from_secs(ttl_seconds.max(0) as u64);
+                (id, Lease { ttl_seconds, expiry, keys: BTreeSet::new() })
+            })
+            .collect();
+        let mut orphans = 0usize;
+        for (key, id) in attached {
+            match table.get_mut(id) {
+                Some(lease) => {
+                    lease.keys.insert(key.clone());
+                }
+                None => orphans += 1,
+            }
+        }
+        if orphans > 0 {
+            tracing::warn!(orphans, "keys attached to leases that do not exist were not attached");
+        }
+        *self.inner.lock() = table;
+    }
+
     /// Gives every lease a full TTL from now (after restart or leader change).
     pub fn refresh_all(&self) {
         let now = Instant::now();
@@ -160,6 +189,24 @@ mod tests {
         assert_eq!(l.revoke(7), Some(vec![b"b".to_vec()]));
         assert!(!l.exists(7));
         assert_eq!(l.revoke(7), None);
+    }
+
+    #[test]
+    fn reset_replaces_the_whole_table() {
+        let l = Lessor::new(1);
+        l.grant(1, 10);
+        l.attach(1, b"old");
+        l.grant(2, 20);
+        l.reset(&[(2, 30), (3, 40)], &[(b"a".to_vec(), 2), (b"b".to_vec(), 3), (b"c".to_vec(), 3), (b"x".to_vec(), 9)]);
+        assert!(!l.exists(1), "a lease absent from the new table is gone");
+        assert!(!l.exists(9), "a key's unknown lease is not invented");
+        let two = l.time_to_live(2, true).unwrap();
+        assert_eq!((two.granted_ttl, two.keys), (30, vec![b"a".to_vec()]));
+        assert!(two.remaining_ttl >= 29, "a full TTL from now: {}", two.remaining_ttl);
+        assert_eq!(l.time_to_live(3, true).unwrap().keys, vec![b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(l.len(), 2);
+        l.reset(&[], &[]);
+        assert!(l.is_empty());
     }
 
     #[test]

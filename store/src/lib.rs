@@ -17,6 +17,7 @@ pub mod compactor;
 pub mod config;
 pub mod error;
 pub mod lease;
+pub mod membership;
 pub mod metrics;
 pub mod mvcc;
 pub mod proto;

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub request_duration: Histogram,
     pub raft_term: IntGauge,
     pub applied_index: IntGauge,
+    pub leader_changes: IntCounter,
+    last_leader_change: parking_lot::Mutex<Option<std::time::Instant>>,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
@@ -58,6 +60,8 @@ impl Metrics {
         Ok(Self {
             has_leader: gauge(&r, "etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.")?,
             is_leader: gauge(&r, "etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.")?,
+            leader_changes: counter(&r, "etcd_server_leader_changes_seen_total", "The number of leader changes seen.")?,
+            last_leader_change: parking_lot::Mutex::new(None),
             proposals_committed: gauge(&r, "etcd_server_proposals_committed_total", "The total number of consensus proposals committed.")?,
             proposals_applied: counter(&r, "etcd_server_proposals_applied_total", "The total number of consensus proposals applied.")?,
             proposals_pending: gauge(&r, "etcd_server_proposals_pending", "The current number of pending proposals to commit.")?,
@@ -80,6 +84,16 @@ impl Metrics {
     }
 
     /// The registry the server's components (watch hub) register their metrics in.
+    /// Records that this member saw the leader change.
+    pub fn leader_changed(&self) {
+        self.leader_changes.inc();
+        *self.last_leader_change.lock() = Some(std::time::Instant::now());
+    }
+
+    pub fn last_leader_change(&self) -> Option<std::time::Instant> {
+        *self.last_leader_change.lock()
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }

@@ -3,6 +3,8 @@
 //! loopback ports; `harness` owns that.
 
 mod bench_smoke;
+mod cluster;
+mod cluster_harness;
 mod crash;
 mod etcd_client;
 mod etcd_client_crate;

@@ -221,7 +221,8 @@ fn periodic_auto_compaction_compacts_old_revisions() {
 /// from the flushed consistent index, which the log never drops below).
 #[test]
 fn log_compaction_then_kill9_keeps_every_write() {
-    let mut server = Server::Skiff.start_with(&["--snapshot-count", "20"]).unwrap();
+    let mut server =
+        Server::Skiff.start_with(&["--snapshot-count", "20", "--experimental-snapshot-catchup-entries", "0"]).unwrap();
     let write = |from: usize, to: usize| {
         // One txn-free put per key through etcdctl would be slow; a txn of puts is one entry.
         for chunk_start in (from..to).step_by(10) {

@@ -1,6 +1,7 @@
 //! skiff-raft's integration tests: one binary (failpoints, being process-global, have their
 //! own in `tests/failpoints.rs`).
 
+mod cluster;
 mod group_commit;
 mod raw_node;
 mod wal_model;

@@ -111,7 +111,7 @@ fn proposal(i: usize) -> Vec<u8> {
 fn single_voter_commits_through_the_wal_and_restarts_from_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
-    let (storage, writer) = DurableStorage::open_single_voter(config.clone(), 1).unwrap();
+    let (storage, writer) = DurableStorage::open_bootstrap(config.clone(), &[1]).unwrap();
     assert_eq!(storage.initial_state().unwrap().conf_state.voters, vec![1]);
     let mut driver = Driver::new(storage.clone(), writer, 0);
     driver.node.campaign().unwrap();

@@ -14,20 +14,25 @@ mod range;
 mod tests;
 mod txn;
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use skiff_raft::node::{Committed, NodeHandle};
+use skiff_raft::raft::eraftpb::{ConfChangeType, ConfChangeV2, Entry, EntryType, SnapshotMetadata};
+use skiff_raft::transport::Transport;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::error::Error;
 use crate::lease::Lessor;
+use crate::membership::{member_to_pb, Membership};
 use crate::mvcc::{Event, MvccStore};
 use crate::proto::etcdserverpb as pb;
-use crate::proto::skiffpb::{internal_request::Request, InternalRequest};
+use crate::proto::skiffpb::{self, internal_request::Request, InternalRequest};
 use crate::watch::WatchHub;
 
 pub use range::{apply_range, check_range};
@@ -43,6 +48,8 @@ pub enum Response {
     LeaseGrant(pb::LeaseGrantResponse),
     LeaseRevoke(pb::LeaseRevokeResponse),
     Alarm(pb::AlarmResponse),
+    /// A membership change: the member it concerns (if it still exists) and all members.
+    Members { member: Option<pb::Member>, members: Vec<pb::Member> },
 }
 
 pub type Applied = Result<Response, Error>;
@@ -104,6 +111,13 @@ pub struct Applier {
     pub alarms: Arc<Alarms>,
     pub node: NodeHandle,
     pub member_id: u64,
+    pub membership: Arc<RwLock<Membership>>,
+    /// Peers follow the membership: added, re-pointed and removed as changes apply.
+    pub transport: Transport,
+    /// Where received raft snapshots are (see `snapshot::raft_snapshot_path`).
+    pub snap_dir: PathBuf,
+    /// The term of the entry being applied, recorded with its index.
+    pub current_term: Cell<u64>,
 }
 
 impl Applier {
@@ -114,8 +128,20 @@ impl Applier {
             .spawn(move || {
                 while let Some(batch) = committed.blocking_recv() {
                     let mut last = 0;
+                    if let Some(meta) = &batch.snapshot {
+                        self.install_snapshot(meta);
+                        last = meta.index;
+                    }
                     for entry in &batch.entries {
-                        self.apply_entry(entry.index, entry.get_data());
+                        self.current_term.set(entry.term);
+                        match entry.get_entry_type() {
+                            EntryType::EntryConfChangeV2 => self.apply_conf_change(entry),
+                            EntryType::EntryNormal => self.apply_entry(entry.index, entry.get_data()),
+                            // Never proposed by Skiff (it uses conf change v2 only).
+                            EntryType::EntryConfChange => {
+                                error!(index = entry.index, "unexpected v1 conf change entry; skipped")
+                            }
+                        }
                         last = entry.index;
                     }
                     if last > 0 {
@@ -124,6 +150,151 @@ impl Applier {
                 }
             })
             .expect("spawning the apply thread")
+    }
+
+    /// Replaces the state machine with a snapshot the leader sent (its raft marker is
+    /// already durable), then everything derived from it.
+    fn install_snapshot(&self, meta: &SnapshotMetadata) {
+        let file = crate::snapshot::raft_snapshot_path(&self.snap_dir, meta.index, meta.term);
+        info!(index = meta.index, term = meta.term, file = %file.display(), "installing snapshot");
+        if let Err(e) = self.mvcc.restore_from_snapshot(&file, &self.snap_dir) {
+            // The raft log now starts after this snapshot: without it this member cannot go
+            // on. A restart retries the install from the same file (etcd panics here too).
+            error!(error = %e, file = %file.display(), "installing the snapshot failed");
+            panic!("installing snapshot {} failed: {e}", file.display());
+        }
+        let leases = self.mvcc.leases().unwrap_or_else(|e| panic!("reading leases after a snapshot install: {e}"));
+        let attached =
+            self.mvcc.keys_with_lease().unwrap_or_else(|e| panic!("reading lease keys after a snapshot install: {e}"));
+        self.lessor.reset(&leases, &attached);
+        self.hub.on_restore();
+        match Alarms::load(&self.mvcc) {
+            Ok(a) => *self.alarms.inner.lock() = a.list(),
+            Err(e) => error!(error = %e, "alarms after snapshot install"),
+        }
+        match self.mvcc.membership() {
+            Ok(Some(bytes)) => match Membership::decode(&bytes) {
+                Ok(m) => {
+                    self.sync_peers(&m);
+                    *self.membership.write() = m;
+                }
+                Err(e) => error!(error = %e, "membership after snapshot install"),
+            },
+            Ok(None) => error!("the installed snapshot holds no membership"),
+            Err(e) => error!(error = %e, "membership after snapshot install"),
+        }
+        crate::snapshot::remove_raft_snapshots_except(&self.snap_dir, &file);
+        info!(index = meta.index, revision = self.mvcc.current_revision(), "snapshot installed");
+    }
+
+    /// Points the transport at exactly the members of `m`.
+    fn sync_peers(&self, m: &Membership) {
+        for (id, _) in self.transport.peers() {
+            if !m.members.contains_key(&id) {
+                self.transport.remove_peer(id);
+            }
+        }
+        for member in m.members.values() {
+            if let Some(url) = member.peer_urls.first() {
+                self.transport.set_peer(member.id, url);
+            }
+        }
+    }
+
+    /// Applies a membership change (raft-rs has already changed its configuration).
+    fn apply_conf_change(&self, entry: &Entry) {
+        let index = entry.index;
+        if index <= self.mvcc.consistent_index() {
+            return;
+        }
+        let mut cc = ConfChangeV2::default();
+        if let Err(e) = protobuf::Message::merge_from_bytes(&mut cc, entry.get_data()) {
+            panic!("undecodable conf change at index {index}: {e}");
+        }
+        let ctx = skiffpb::ConfChangeContext::decode(entry.get_context())
+            .unwrap_or_else(|e| panic!("undecodable conf change context at index {index}: {e}"));
+        let mut m = self.membership.read().clone();
+        let mut concerned = None;
+        for change in cc.get_changes() {
+            let id = change.node_id;
+            concerned = Some(id);
+            match change.get_change_type() {
+                ConfChangeType::AddNode => match m.members.get_mut(&id) {
+                    Some(existing) => existing.is_learner = false, // promotion
+                    None => {
+                        let mut member = ctx.member.clone().unwrap_or_default();
+                        member.id = id;
+                        member.is_learner = false;
+                        m.members.insert(id, member);
+                    }
+                },
+                ConfChangeType::AddLearnerNode => {
+                    let mut member = ctx.member.clone().unwrap_or_default();
+                    member.id = id;
+                    member.is_learner = true;
+                    m.members.insert(id, member);
+                }
+                ConfChangeType::RemoveNode => {
+                    m.members.remove(&id);
+                    m.removed.insert(id);
+                }
+            }
+        }
+        let mut wtxn = self.mvcc.write();
+        wtxn.set_membership(m.encode());
+        if let Err(e) = self.commit(wtxn, index) {
+            error!(index, error = %e, "recording a membership change failed");
+        }
+        self.sync_peers(&m);
+        let member = concerned.and_then(|id| m.members.get(&id)).map(member_to_pb);
+        let members = m.to_pb();
+        info!(index, change = ?cc.get_changes(), members = members.len(), "membership changed");
+        let removed_self = m.removed.contains(&self.member_id);
+        *self.membership.write() = m;
+        self.waiters.trigger(ctx.request_id, Ok(Response::Members { member, members }));
+        if removed_self {
+            // etcd stops a member removed from its cluster. Give the heartbeats that carry
+            // this entry's commit to the others a moment, then exit.
+            error!("{}", Error::MemberRemoved);
+            std::thread::spawn(|| {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                std::process::exit(0);
+            });
+        }
+    }
+
+    fn apply_member_request(&self, index: u64, req: Request) -> Applied {
+        let mut m = self.membership.read().clone();
+        let id = match &req {
+            Request::MemberAttributes(a) => {
+                let Some(member) = m.members.get_mut(&a.id) else {
+                    let w = self.mvcc.write();
+                    self.commit(w, index)?;
+                    return Err(Error::MemberNotFound);
+                };
+                member.name = a.name.clone();
+                member.client_urls = a.client_urls.clone();
+                a.id
+            }
+            Request::MemberPeerUrls(u) => {
+                let Some(member) = m.members.get_mut(&u.id) else {
+                    let w = self.mvcc.write();
+                    self.commit(w, index)?;
+                    return Err(Error::MemberNotFound);
+                };
+                member.peer_urls = u.peer_urls.clone();
+                u.id
+            }
+            _ => return Err(Error::Internal("not a membership request".into())),
+        };
+        let mut wtxn = self.mvcc.write();
+        wtxn.set_membership(m.encode());
+        self.commit(wtxn, index)?;
+        self.sync_peers(&m);
+        let member = m.members.get(&id).map(member_to_pb);
+        let members = m.to_pb();
+        *self.membership.write() = m;
+        Ok(Response::Members { member, members })
     }
 
     fn apply_entry(&self, index: u64, data: &[u8]) {
@@ -185,7 +356,7 @@ impl Applier {
                 Ok(Response::Txn(resp))
             }
             Request::Compaction(c) => {
-                self.mvcc.compact(c.revision, index)?;
+                self.mvcc.compact_with_term(c.revision, index, self.current_term.get())?;
                 let header = header(self.mvcc.current_revision());
                 Ok(Response::Compaction(pb::CompactionResponse { header }))
             }
@@ -194,6 +365,7 @@ impl Applier {
             Request::Alarm(a) => self.apply_alarm(index, a).map(Response::Alarm),
             Request::LeaseCheckpoint(_) => Ok(Response::Alarm(pb::AlarmResponse::default())),
             Request::Range(_) => Err(Error::Internal("range requests are served locally".into())),
+            r @ (Request::MemberAttributes(_) | Request::MemberPeerUrls(_)) => self.apply_member_request(index, r),
         }
     }
 
@@ -231,8 +403,9 @@ impl Applier {
         Ok(())
     }
 
-    fn commit(&self, wtxn: crate::mvcc::WriteTxn<'_>, index: u64) -> Result<Vec<Event>, Error> {
+    fn commit(&self, mut wtxn: crate::mvcc::WriteTxn<'_>, index: u64) -> Result<Vec<Event>, Error> {
         let rev = wtxn.rev();
+        wtxn.set_applied_term(self.current_term.get());
         fail::fail_point!("apply::before_commit");
         let committed = wtxn.commit(index);
         fail::fail_point!("apply::after_commit");

@@ -29,9 +29,21 @@ const COMPACTION_BATCH_DELETES_MAX: usize = 10_000;
 impl MvccStore {
     /// Compacts the history up to `rev`; `consistent_index` is the raft index of the
     /// compaction entry, recorded atomically with the compaction.
+    /// The applied term is left as it is: see [`Self::compact_with_term`].
     pub fn compact(&self, rev: i64, consistent_index: u64) -> Result<()> {
+        self.compact_inner(rev, consistent_index, None)
+    }
+
+    /// As [`Self::compact`], also recording `applied_term`, the raft term of the compaction
+    /// entry (the `(consistent_index, applied_term)` pair is what a raft snapshot of the
+    /// store is labelled with, so both should move together).
+    pub fn compact_with_term(&self, rev: i64, consistent_index: u64, applied_term: u64) -> Result<()> {
+        self.compact_inner(rev, consistent_index, Some(applied_term))
+    }
+
+    fn compact_inner(&self, rev: i64, consistent_index: u64, applied_term: Option<u64>) -> Result<()> {
         let _compactor = self.compactor.lock();
-        self.schedule_compaction(rev, consistent_index)?;
+        self.schedule_compaction(rev, consistent_index, applied_term)?;
         self.physical_compact(rev)?;
         self.finish_compaction(rev)?;
         info!(rev, "mvcc compaction finished");
@@ -40,7 +52,7 @@ impl MvccStore {
 
     /// Step 1: validate, persist "scheduled" and the consistent index, publish the new
     /// compact revision (readers below it now get `Compacted`).
-    pub(super) fn schedule_compaction(&self, rev: i64, consistent_index: u64) -> Result<()> {
+    pub(super) fn schedule_compaction(&self, rev: i64, consistent_index: u64, applied_term: Option<u64>) -> Result<()> {
         // Under the writer lock so the index and the current revision do not move.
         let _writer = self.writer.lock();
         // The raw value: -1 before the first compaction, so compacting at 0 succeeds once.
@@ -54,9 +66,15 @@ impl MvccStore {
         let meta = self.cf(CF_META);
         batch.put_cf(meta, record::META_COMPACT_SCHEDULED, record::encode_i64(rev));
         batch.put_cf(meta, record::META_CONSISTENT_INDEX, record::encode_u64(consistent_index));
+        if let Some(term) = applied_term {
+            batch.put_cf(meta, record::META_APPLIED_TERM, record::encode_u64(term));
+        }
         self.write_batch(batch)?;
         self.compact_rev.store(rev, Ordering::SeqCst);
         self.consistent_index.store(consistent_index, Ordering::SeqCst);
+        if let Some(term) = applied_term {
+            self.applied_term.store(term, Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -146,6 +164,8 @@ impl MvccStore {
                 hasher.update(&raw_value);
             }
         }
-        Ok((hasher.finalize(), compact, rev))
+        // etcd reports -1 until the first compaction (its compactMainRev starts there).
+        let reported = if self.compact_rev.load(Ordering::SeqCst) < 0 { -1 } else { compact };
+        Ok((hasher.finalize(), reported, rev))
     }
 }

@@ -5,7 +5,8 @@
 //! Must never: keep an in-memory index of every key (a range at revision R is a seek),
 //! or hold a lock across IO that readers wait on.
 //! Where new code goes: a new read shape → `read.rs`; a new write op → `write.rs`;
-//! byte layouts → `key.rs` / `record.rs`; open/flush/sizes → `store.rs`.
+//! byte layouts → `key.rs` / `record.rs`; open/flush/sizes → `store.rs`; replacing the
+//! contents with a snapshot's → `restore.rs` (the file format is `crate::snapshot`'s).
 //!
 //! # Semantics (etcd's `mvcc` package)
 //! An empty store is at revision 1. A write txn that changes at least one key gets main
@@ -26,7 +27,9 @@
 //!   revision F reads exactly the changes since F (then point-reads each version from
 //!   `kv`) instead of scanning every key. Entries ≤ the compact revision are dropped with a
 //!   single range deletion.
-//! * `meta`: consistent index, current revision, compact revision scheduled/finished.
+//! * `meta`: consistent index and the raft term of its entry, current revision, compact
+//!   revision scheduled/finished, alarms, the membership (opaque bytes), and the marker
+//!   of a snapshot install in progress (`restore.rs`).
 //! * `lease`: `id (big-endian i64)` → `format | ttl`.
 //!
 //! # Durability
@@ -43,13 +46,16 @@
 //! snapshot; the writer publishes a revision only after its whole batch is in RocksDB, so
 //! the snapshot holds all of R. Later batches may be in the snapshot too; readers ignore
 //! versions above R. Compaction publishes the new compact revision before deleting, and
-//! readers re-check it after taking their snapshot.
+//! readers re-check it after taking their snapshot. A snapshot install (`restore.rs`)
+//! excludes writers, compactions and checkpoints but not readers, which may see a mix of
+//! the two states while it runs; the `restore_seq` seqlock tells a reader that cares.
 
 mod compact;
 mod events;
 mod key;
 mod read;
 mod record;
+mod restore;
 mod store;
 pub mod types;
 mod write;
@@ -59,6 +65,7 @@ mod model_tests;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use restore::{RaftMeta, SnapshotSource};
 pub use store::{MvccConfig, MvccStore};
 pub use types::*;
 pub use write::WriteTxn;

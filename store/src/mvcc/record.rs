@@ -26,6 +26,14 @@ pub const META_CONSISTENT_INDEX: &[u8] = b"consistent_index";
 /// The raised alarms (etcd's `alarm` bucket), encoded by the caller; applied through raft.
 pub const META_ALARMS: &[u8] = b"alarms";
 pub const META_CURRENT_REVISION: &[u8] = b"current_revision";
+/// The raft term of the entry at the consistent index (written with it; absent: 0).
+pub const META_APPLIED_TERM: &[u8] = b"applied_term";
+/// The cluster membership as of the consistent index, encoded by the caller (absent: none).
+pub const META_MEMBERSHIP: &[u8] = b"membership";
+/// Written (alone, before anything else) when a snapshot install starts replacing the
+/// store's contents; gone once the snapshot's `meta` is in. Present on open: an install
+/// was interrupted and the contents are a mix (see `restore.rs`).
+pub const META_RESTORE_STARTED: &[u8] = b"restore_started";
 /// Written (with the consistent index) before physical compaction starts.
 pub const META_COMPACT_SCHEDULED: &[u8] = b"compact_scheduled";
 /// Written after physical compaction finished; `scheduled > finished` on open means a

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{
     properties, BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamily,
@@ -13,7 +13,7 @@ use rocksdb::{
     IteratorMode, Options, ReadOptions, SingleThreaded, SnapshotWithThreadMode, WriteBatch,
     WriteOptions,
 };
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::read::{self, KeyRange, RangeAcc};
 use super::record;
@@ -28,7 +28,7 @@ pub(super) const CF_KV: &str = "kv";
 pub(super) const CF_LOG: &str = "log";
 pub(super) const CF_META: &str = "meta";
 pub(super) const CF_LEASE: &str = "lease";
-const CF_NAMES: [&str; 4] = [CF_KV, CF_LOG, CF_META, CF_LEASE];
+pub(super) const CF_NAMES: [&str; 4] = [CF_KV, CF_LOG, CF_META, CF_LEASE];
 
 /// etcd's first revision: an empty store is at 1, the first write gets 2.
 pub(super) const INITIAL_REVISION: i64 = 1;
@@ -103,6 +103,10 @@ impl MvccConfig {
 /// writer (the apply loop) holds a [`super::WriteTxn`].
 pub struct MvccStore {
     pub(super) db: Db,
+    /// Held exclusively by a snapshot install for its whole life, shared by a checkpoint
+    /// (which must not copy a half-installed store). Lock order: `install`, then
+    /// `compactor`, then `writer`.
+    pub(super) install: RwLock<()>,
     /// Held by a `WriteTxn` for its whole life. Lock order: `compactor` before `writer`.
     pub(super) writer: Mutex<()>,
     /// Serialises compactions (scheduling plus physical deletion).
@@ -112,8 +116,60 @@ pub struct MvccStore {
     /// Published before physical compaction deletes anything.
     pub(super) compact_rev: AtomicI64,
     pub(super) consistent_index: AtomicU64,
+    /// The raft term of the entry at `consistent_index` (0: never recorded).
+    pub(super) applied_term: AtomicU64,
+    /// Odd while a snapshot install is replacing the contents, bumped at its start and
+    /// end: a reader that saw the same even value before and after a read knows no
+    /// install overlapped it (a seqlock; see `restore.rs`).
+    pub(super) restore_seq: AtomicU64,
+    /// The snapshot index of an install that a crash (or an error) interrupted.
+    pub(super) interrupted_restore: Mutex<Option<u64>>,
     /// A lower bound of the consistent index that is in SST files (survives a crash).
     pub(super) persisted_consistent_index: AtomicU64,
+    /// Called by a snapshot install once the old contents are deleted and before the new
+    /// ones are copied, so a test can act in the middle of an install.
+    #[cfg(test)]
+    pub(super) install_hook: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+/// The `meta` values the store keeps in memory, as read from a database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MetaState {
+    pub consistent_index: u64,
+    pub applied_term: u64,
+    pub current_revision: i64,
+    /// The compaction scheduled last, 0 if none.
+    pub compact_scheduled: i64,
+    /// As `compact_scheduled`, but -1 when none: etcd's "compact 0" on a store never
+    /// compacted succeeds once.
+    pub compact_raw: i64,
+    pub compact_finished: i64,
+    /// See [`record::META_RESTORE_STARTED`].
+    pub restore_started: Option<u64>,
+}
+
+impl MetaState {
+    pub fn load(db: &Db) -> Result<Self> {
+        let cf = db.cf_handle(CF_META).ok_or_else(|| Error::Corrupt("no meta column family".into()))?;
+        let meta = |name: &[u8]| -> Result<Option<u64>> { record::decode_meta_u64(name, db.get_cf(cf, name)?) };
+        let scheduled = meta(record::META_COMPACT_SCHEDULED)?;
+        let state = MetaState {
+            consistent_index: meta(record::META_CONSISTENT_INDEX)?.unwrap_or(0),
+            applied_term: meta(record::META_APPLIED_TERM)?.unwrap_or(0),
+            current_revision: meta(record::META_CURRENT_REVISION)?.map_or(INITIAL_REVISION, |r| r as i64),
+            compact_scheduled: scheduled.map_or(0, |r| r as i64),
+            compact_raw: scheduled.map_or(-1, |r| r as i64),
+            compact_finished: meta(record::META_COMPACT_FINISHED)?.map_or(0, |r| r as i64),
+            restore_started: meta(record::META_RESTORE_STARTED)?,
+        };
+        let (scheduled, finished, current) = (state.compact_scheduled, state.compact_finished, state.current_revision);
+        if scheduled > current || finished > scheduled {
+            return Err(Error::Corrupt(format!(
+                "compaction scheduled at {scheduled}, finished at {finished}, current revision {current}"
+            )));
+        }
+        Ok(state)
+    }
 }
 
 impl MvccStore {
@@ -134,38 +190,56 @@ impl MvccStore {
         let cfs = CF_NAMES.map(|name| ColumnFamilyDescriptor::new(name, config.cf_options(&cache)));
         let db = Db::open_cf_descriptors(&db_opts, path, cfs)?;
 
-        let meta = |name: &[u8]| -> Result<Option<u64>> {
-            let cf = db.cf_handle(CF_META).expect("meta column family was just opened");
-            record::decode_meta_u64(name, db.get_cf(cf, name)?)
-        };
-        let consistent_index = meta(record::META_CONSISTENT_INDEX)?.unwrap_or(0);
-        let current = meta(record::META_CURRENT_REVISION)?.map_or(INITIAL_REVISION, |r| r as i64);
-        let scheduled = meta(record::META_COMPACT_SCHEDULED)?.map_or(0, |r| r as i64);
-        // etcd starts at -1: "compact 0" on a store never compacted succeeds once.
-        let compact_raw = meta(record::META_COMPACT_SCHEDULED)?.map_or(-1, |r| r as i64);
-        let finished = meta(record::META_COMPACT_FINISHED)?.map_or(0, |r| r as i64);
-        if scheduled > current || finished > scheduled {
-            return Err(Error::Corrupt(format!(
-                "compaction scheduled at {scheduled}, finished at {finished}, current revision {current}"
-            )));
-        }
+        let meta = MetaState::load(&db)?;
         let store = MvccStore {
             db,
+            install: RwLock::new(()),
             writer: Mutex::new(()),
             compactor: Mutex::new(()),
-            current_rev: AtomicI64::new(current),
-            compact_rev: AtomicI64::new(compact_raw),
-            consistent_index: AtomicU64::new(consistent_index),
-            persisted_consistent_index: AtomicU64::new(consistent_index),
+            current_rev: AtomicI64::new(meta.current_revision),
+            compact_rev: AtomicI64::new(meta.compact_raw),
+            consistent_index: AtomicU64::new(meta.consistent_index),
+            applied_term: AtomicU64::new(meta.applied_term),
+            restore_seq: AtomicU64::new(0),
+            interrupted_restore: Mutex::new(meta.restore_started),
+            persisted_consistent_index: AtomicU64::new(meta.consistent_index),
+            #[cfg(test)]
+            install_hook: Mutex::new(None),
         };
+        if let Some(index) = meta.restore_started {
+            // The contents are a mix of two states; compacting them is pointless (the
+            // install is redone from the snapshot file).
+            warn!(snapshot_index = index, "the install of a snapshot was interrupted; it must be redone");
+        } else {
+            store.maybe_resume_compaction(&meta)?;
+        }
+        info!(
+            path = %path.display(),
+            current = meta.current_revision,
+            compact = meta.compact_scheduled,
+            consistent_index = meta.consistent_index,
+            applied_term = meta.applied_term,
+            "mvcc store opened"
+        );
+        Ok(store)
+    }
+
+    /// Runs steps 2–3 of a compaction whose step 1 is persisted but whose deletions did
+    /// not finish (a crash, or a checkpoint taken in the middle of them).
+    fn maybe_resume_compaction(&self, meta: &MetaState) -> Result<()> {
+        let _compactor = self.compactor.lock();
+        self.resume_compaction_locked(meta)
+    }
+
+    /// As `maybe_resume_compaction`, the caller holding the `compactor` lock.
+    pub(super) fn resume_compaction_locked(&self, meta: &MetaState) -> Result<()> {
+        let (scheduled, finished) = (meta.compact_scheduled, meta.compact_finished);
         if scheduled > finished {
             info!(scheduled, finished, "resuming an interrupted compaction");
-            let _compactor = store.compactor.lock();
-            store.physical_compact(scheduled)?;
-            store.finish_compaction(scheduled)?;
+            self.physical_compact(scheduled)?;
+            self.finish_compaction(scheduled)?;
         }
-        info!(path = %path.display(), current, compact = scheduled, consistent_index, "mvcc store opened");
-        Ok(store)
+        Ok(())
     }
 
     pub fn current_revision(&self) -> i64 {
@@ -180,6 +254,26 @@ impl MvccStore {
     /// The raft index of the last applied entry.
     pub fn consistent_index(&self) -> u64 {
         self.consistent_index.load(Ordering::SeqCst)
+    }
+
+    /// The raft term of the entry at [`Self::consistent_index`], as recorded by
+    /// [`super::WriteTxn::set_applied_term`]; 0 when never recorded.
+    pub fn applied_term(&self) -> u64 {
+        self.applied_term.load(Ordering::SeqCst)
+    }
+
+    /// The membership bytes recorded by [`super::WriteTxn::set_membership`], `None` when
+    /// never recorded.
+    pub fn membership(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(CF_META), record::META_MEMBERSHIP)?)
+    }
+
+    /// The index of a snapshot whose install (`MvccStore::restore_from_snapshot`) was
+    /// interrupted by a crash (seen on open) or failed with an error: the contents are a
+    /// mix of the old state and the snapshot, and must not be used before the install is
+    /// redone with the same file. `None` normally.
+    pub fn interrupted_restore(&self) -> Option<u64> {
+        *self.interrupted_restore.lock()
     }
 
     /// A consistent index whose effects are known to be in SST files: raft may drop its
@@ -247,12 +341,18 @@ impl MvccStore {
     pub fn flush(&self) -> Result<()> {
         // Read before flushing: the batch of this index is already in the memtable.
         let index = self.consistent_index();
+        self.flush_all_cfs()?;
+        self.persisted_consistent_index.fetch_max(index, Ordering::SeqCst);
+        debug!(consistent_index = index, "mvcc store flushed");
+        Ok(())
+    }
+
+    /// Flushes every column family's memtables together (one atomic flush).
+    pub(super) fn flush_all_cfs(&self) -> Result<()> {
         let mut opts = FlushOptions::default();
         opts.set_wait(true);
         let cfs = CF_NAMES.map(|name| self.cf(name));
         self.db.flush_cfs_opt(&cfs, &opts)?;
-        self.persisted_consistent_index.fetch_max(index, Ordering::SeqCst);
-        debug!(consistent_index = index, "mvcc store flushed");
         Ok(())
     }
 
@@ -297,7 +397,10 @@ impl MvccStore {
     }
 
     /// A consistent copy of the store in `dir` (which must not exist), for raft snapshots.
+    /// Waits for a snapshot install in progress to finish (a copy of a half-installed
+    /// store would be useless).
     pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        let _install = self.install.read();
         self.flush()?;
         Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
         Ok(())

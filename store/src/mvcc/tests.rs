@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rocksdb::IteratorMode;
 
-use super::store::{CF_KV, CF_LOG};
+use super::store::{self, CF_KV, CF_LOG};
 use super::*;
 
 const MIB: usize = 1 << 20;
@@ -337,7 +337,7 @@ fn interrupted_compaction_resumes_on_open() {
         for i in 1..=4 {
             must_put(&s, b"a", b"v", i);
         }
-        s.schedule_compaction(4, 5).unwrap();
+        s.schedule_compaction(4, 5, None).unwrap();
         s.flush().unwrap();
         assert_eq!(raw_count(&s, CF_KV), 4);
         assert_eq!(s.finished_compact_revision().unwrap(), 0);
@@ -370,7 +370,7 @@ fn hash_kv_covers_versions_above_the_compact_revision() {
     assert_ne!(s1.hash_kv(4).unwrap().0, s1.hash_kv(3).unwrap().0);
     // Same compact revision, physical compaction (of a@2) done on one member only.
     s1.compact(4, 5).unwrap();
-    s2.schedule_compaction(4, 5).unwrap();
+    s2.schedule_compaction(4, 5, None).unwrap();
     assert_eq!(raw_count(&s1, CF_KV) + 1, raw_count(&s2, CF_KV));
     assert_eq!(s1.hash_kv(5).unwrap(), s2.hash_kv(5).unwrap());
     assert_eq!(s1.hash_kv(5).unwrap().1, 4);
@@ -454,4 +454,93 @@ fn concurrent_readers_see_whole_txns_and_stable_revisions() {
         assert!(r.join().unwrap() > 0);
     }
     assert_eq!(s.current_revision(), TXNS as i64 + 1);
+}
+
+#[test]
+fn applied_term_and_membership_are_stored_with_the_consistent_index() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // A data dir written before these keys existed reads as the defaults.
+        let s = must_open(dir.path());
+        assert_eq!((s.applied_term(), s.membership().unwrap()), (0, None));
+        must_put(&s, b"a", b"1", 1);
+        s.flush().unwrap();
+    }
+    let s = must_open(dir.path());
+    assert_eq!((s.consistent_index(), s.applied_term(), s.membership().unwrap()), (1, 0, None));
+    let mut w = s.write();
+    w.set_applied_term(3);
+    w.set_membership(b"members v1".to_vec());
+    w.commit(2).unwrap();
+    assert_eq!((s.applied_term(), s.membership().unwrap()), (3, Some(b"members v1".to_vec())));
+    // A txn that sets neither keeps both.
+    must_put(&s, b"a", b"2", 3);
+    assert_eq!((s.applied_term(), s.membership().unwrap().unwrap()), (3, b"members v1".to_vec()));
+    s.compact_with_term(2, 4, 5).unwrap();
+    assert_eq!((s.consistent_index(), s.applied_term()), (4, 5));
+    s.compact(3, 5).unwrap();
+    assert_eq!((s.consistent_index(), s.applied_term()), (5, 5), "compact keeps the term");
+    s.flush().unwrap();
+    let mut w = s.write();
+    w.set_applied_term(6);
+    w.set_membership(b"members v2".to_vec());
+    w.commit(6).unwrap();
+    drop(s); // a crash: the last txn was not flushed, and goes together with its index
+
+    let s = must_open(dir.path());
+    assert_eq!((s.consistent_index(), s.applied_term()), (5, 5));
+    assert_eq!(s.membership().unwrap(), Some(b"members v1".to_vec()));
+    assert_eq!(s.interrupted_restore(), None);
+}
+
+/// The marker of an install in progress is what `open` reports after a crash in the
+/// middle of one; it stops `open` from resuming a compaction over the mixed contents.
+#[test]
+fn an_interrupted_install_is_reported_on_open_and_cleared_by_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_dir = dir.path().join("source");
+    let target_dir = dir.path().join("target");
+    let source = must_open(&source_dir);
+    for i in 1..=5 {
+        must_put(&source, b"k", i.to_string().as_bytes(), i);
+    }
+    let checkpoint = dir.path().join("checkpoint");
+    source.checkpoint(&checkpoint).unwrap();
+    {
+        let t = must_open(&target_dir);
+        must_put(&t, b"other", b"x", 1);
+        t.schedule_compaction(2, 2, None).unwrap(); // scheduled, never finished
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(t.cf(store::CF_META), record::META_RESTORE_STARTED, record::encode_u64(5));
+        t.write_batch(batch).unwrap();
+        t.flush().unwrap();
+    }
+    let t = must_open(&target_dir);
+    assert_eq!(t.interrupted_restore(), Some(5));
+    assert_eq!(t.finished_compact_revision().unwrap(), 0, "no compaction resumed over mixed contents");
+    assert!(matches!(SnapshotSource::open(&target_dir.join("missing")), Err(Error::Db(_))));
+
+    t.replace_contents(&SnapshotSource::open(&checkpoint).unwrap()).unwrap();
+    assert_eq!(t.interrupted_restore(), None);
+    assert_eq!((t.consistent_index(), t.current_revision()), (5, 6));
+    assert_eq!(must_get(&t, b"k", 0).unwrap().value, b"5");
+    assert_eq!(must_get(&t, b"other", 0), None);
+    drop(t);
+    let t = must_open(&target_dir);
+    assert_eq!((t.interrupted_restore(), t.consistent_index()), (None, 5));
+    assert_eq!(must_get(&t, b"k", 0).unwrap().value, b"5");
+}
+
+/// A checkpoint of a store with an install in progress is refused as a snapshot source.
+#[test]
+fn a_half_installed_store_is_not_a_snapshot_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = must_open(&dir.path().join("s"));
+    must_put(&s, b"k", b"v", 1);
+    let mut batch = rocksdb::WriteBatch::default();
+    batch.put_cf(s.cf(store::CF_META), record::META_RESTORE_STARTED, record::encode_u64(9));
+    s.write_batch(batch).unwrap();
+    let copy = dir.path().join("copy");
+    s.checkpoint(&copy).unwrap();
+    assert!(matches!(SnapshotSource::open(&copy), Err(Error::Corrupt(_))));
 }

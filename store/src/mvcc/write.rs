@@ -34,6 +34,10 @@ pub struct WriteTxn<'a> {
     lease_ops: Vec<LeaseOp>,
     /// New encoded alarm list to store with this txn, if it changes.
     alarms: Option<Vec<u8>>,
+    /// Raft term of the entry committed with this txn, if the caller set it.
+    applied_term: Option<u64>,
+    /// New encoded membership to store with this txn, if it changes.
+    membership: Option<Vec<u8>>,
 }
 
 struct Change {
@@ -70,6 +74,8 @@ impl MvccStore {
             touched: BTreeMap::new(),
             lease_ops: Vec::new(),
             alarms: None,
+            applied_term: None,
+            membership: None,
         }
     }
 }
@@ -210,6 +216,20 @@ impl WriteTxn<'_> {
         self.alarms = Some(encoded);
     }
 
+    /// Records `term` as the raft term of the entry whose index this txn commits (see
+    /// [`MvccStore::applied_term`]). Raft snapshots need the `(index, term)` pair of the
+    /// state they hold, so the applier sets it on every txn; unset, the stored term stays.
+    pub fn set_applied_term(&mut self, term: u64) {
+        self.applied_term = Some(term);
+    }
+
+    /// Replaces the stored membership (opaque bytes; the server owns the encoding), in the
+    /// same batch as the consistent index, so a snapshot carries the membership of exactly
+    /// the state it holds.
+    pub fn set_membership(&mut self, encoded: Vec<u8>) {
+        self.membership = Some(encoded);
+    }
+
     /// Writes the txn and `consistent_index` in one batch. Returns the events in sub
     /// revision order, `prev_kv` filled (the state before the txn; none for creations,
     /// as etcd). A txn without key changes records the index but keeps the revision.
@@ -237,6 +257,12 @@ impl WriteTxn<'_> {
         if let Some(alarms) = &self.alarms {
             batch.put_cf(store.cf(CF_META), record::META_ALARMS, alarms);
         }
+        if let Some(membership) = &self.membership {
+            batch.put_cf(store.cf(CF_META), record::META_MEMBERSHIP, membership);
+        }
+        if let Some(term) = self.applied_term {
+            batch.put_cf(store.cf(CF_META), record::META_APPLIED_TERM, record::encode_u64(term));
+        }
         let changed = !self.changes.is_empty();
         batch.put_cf(store.cf(CF_META), record::META_CONSISTENT_INDEX, record::encode_u64(consistent_index));
         if changed {
@@ -247,6 +273,9 @@ impl WriteTxn<'_> {
             store.current_rev.store(main, Ordering::SeqCst);
         }
         store.consistent_index.store(consistent_index, Ordering::SeqCst);
+        if let Some(term) = self.applied_term {
+            store.applied_term.store(term, Ordering::SeqCst);
+        }
 
         let events = self
             .changes

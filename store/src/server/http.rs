@@ -48,7 +48,27 @@ pub fn router(server: Arc<EtcdServer>, grpc: bool) -> Router {
         .add_service(AuthServer::new(AuthService).max_decoding_message_size(max))
         .add_service(LockServer::new(LockService).max_decoding_message_size(max))
         .add_service(ElectionServer::new(ElectionService).max_decoding_message_size(max));
-    routes.into_axum_router().merge(http)
+    let learner_gate = axum::middleware::from_fn_with_state(server.clone(), refuse_on_learner);
+    routes.into_axum_router().layer(learner_gate).merge(http)
+}
+
+/// etcd serves only `Status` and serializable `Range` on a learner; every other RPC gets
+/// `etcdserver: rpc not supported for learner` (`Unavailable`, so clients try another
+/// member). `Range` checks `serializable` itself (it needs the decoded request).
+async fn refuse_on_learner(
+    axum::extract::State(server): axum::extract::State<Arc<EtcdServer>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    if server.node.status().is_learner
+        && path != "/etcdserverpb.Maintenance/Status"
+        && path != "/etcdserverpb.KV/Range"
+    {
+        let status: tonic::Status = crate::error::Error::NotSupportedForLearner.into();
+        return status.into_http();
+    }
+    next.run(request).await
 }
 
 fn watch_config(server: &EtcdServer) -> WatchServiceConfig {

@@ -21,6 +21,9 @@ pub struct KvService {
 impl KvService {
     async fn read<T>(&self, serializable: bool, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Status> {
         if !serializable {
+            if self.server.node.status().is_learner {
+                return Err(Error::NotSupportedForLearner.into());
+            }
             self.server.linearizable_barrier().await?;
         }
         // RocksDB reads of a bounded range are short; they run inline like etcd's reads of

@@ -17,11 +17,32 @@ use crate::config::LEASE_TTL_SECONDS_MAX;
 use crate::error::Error;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::skiffpb::internal_request::Request as Internal;
+use pb::lease_client::LeaseClient;
 use pb::lease_server::Lease;
 
 /// Keep-alive responses buffered per stream; a client that stops reading stalls only its
 /// own stream.
 const KEEPALIVE_RESPONSES_QUEUED_MAX: usize = 64;
+
+/// Renews a lease on the leader for a client connected to a follower.
+async fn forward_keep_alive(server: &EtcdServer, req: pb::LeaseKeepAliveRequest) -> Result<pb::LeaseKeepAliveResponse, Error> {
+    let mut client = LeaseClient::new(server.leader_channel()?);
+    let forward = async {
+        let mut stream = client
+            .lease_keep_alive(tokio_stream::once(req))
+            .await
+            .map_err(|_| Error::NoLeader)?
+            .into_inner();
+        match stream.message().await {
+            Ok(Some(mut resp)) => {
+                resp.header = server.header(resp.header.map(|h| h.revision).unwrap_or_default());
+                Ok(resp)
+            }
+            _ => Err(Error::NoLeader),
+        }
+    };
+    tokio::time::timeout(server.request_timeout(), forward).await.map_err(|_| Error::Timeout)?
+}
 
 pub struct LeaseService {
     pub server: Arc<EtcdServer>,
@@ -91,16 +112,20 @@ impl Lease for LeaseService {
                     Ok(Some(req)) => req,
                     Ok(None) | Err(_) => break,
                 };
-                if !server.node.status().is_leader {
-                    let _ = tx.send(Err(Error::NoLeader.into())).await;
-                    break;
-                }
-                // etcd answers an unknown lease with TTL 0 (not an error) on the stream.
-                let ttl = server.lessor.renew(req.id).unwrap_or(0);
-                let resp = pb::LeaseKeepAliveResponse {
-                    header: server.header(server.mvcc.current_revision()),
-                    id: req.id,
-                    ttl,
+                let resp = if server.node.status().is_leader {
+                    // etcd answers an unknown lease with TTL 0 (not an error) on the stream.
+                    let ttl = server.lessor.renew(req.id).unwrap_or(0);
+                    pb::LeaseKeepAliveResponse { header: server.header(server.mvcc.current_revision()), id: req.id, ttl }
+                } else {
+                    // Only the leader's lessor expires leases: renew there (etcd forwards
+                    // keep-alives to the leader the same way).
+                    match forward_keep_alive(&server, req).await {
+                        Ok(resp) => resp,
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into())).await;
+                            break;
+                        }
+                    }
                 };
                 if tx.send(Ok(resp)).await.is_err() {
                     break;
@@ -115,7 +140,14 @@ impl Lease for LeaseService {
         request: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         let r = request.into_inner();
-        // Linearizable, like etcd (which asks the leader).
+        if !self.server.node.status().is_leader {
+            // The remaining TTL is the leader's: only it sees the keep-alives.
+            let mut client = LeaseClient::new(self.server.leader_channel()?);
+            let mut resp = client.lease_time_to_live(r).await?.into_inner();
+            resp.header = self.server.header(resp.header.map(|h| h.revision).unwrap_or_default());
+            return Ok(Response::new(resp));
+        }
+        // Linearizable, like etcd.
         self.server.linearizable_barrier().await?;
         let Some(info) = self.server.lessor.time_to_live(r.id, r.keys) else {
             // etcd reports a missing lease as TTL -1, not as an error.

@@ -63,7 +63,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: st.applied_index,
             errors,
             db_size_in_use: s.mvcc.db_size_in_use_bytes() as i64,
-            is_learner: false,
+            is_learner: st.is_learner,
             storage_version: String::new(),
             db_size_quota: s.config.quota_backend_bytes as i64,
             downgrade_info: None,
@@ -135,15 +135,31 @@ impl Maintenance for MaintenanceService {
         request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
         let r = request.into_inner();
-        let st = self.server.node.status();
-        if !st.is_leader {
+        let server = &self.server;
+        if !server.node.status().is_leader {
             return Err(Error::NotLeader.into());
         }
-        if r.target_id != self.server.config.member_id {
+        let is_voter = server.membership.read().members.get(&r.target_id).is_some_and(|m| !m.is_learner);
+        if !is_voter {
             return Err(Error::BadLeaderTransferee.into());
         }
-        // The only member is already the leader.
-        Ok(Response::new(pb::MoveLeaderResponse { header: self.server.header(self.server.mvcc.current_revision()) }))
+        if r.target_id != server.config.member_id {
+            // etcd waits for the transfer up to the request timeout.
+            let deadline = tokio::time::Instant::now() + server.request_timeout();
+            let mut status = server.node.watch_status();
+            server.node.transfer_leader(r.target_id);
+            loop {
+                if status.borrow_and_update().leader_id == r.target_id {
+                    break;
+                }
+                match tokio::time::timeout_at(deadline, status.changed()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(Error::Stopped.into()),
+                    Err(_) => return Err(Error::TimeoutLeaderTransfer.into()),
+                }
+            }
+        }
+        Ok(Response::new(pb::MoveLeaderResponse { header: server.header(server.mvcc.current_revision()) }))
     }
 
     async fn downgrade(&self, _request: Request<pb::DowngradeRequest>) -> Result<Response<pb::DowngradeResponse>, Status> {

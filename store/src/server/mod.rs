@@ -12,6 +12,8 @@ mod http;
 mod kv;
 mod lease;
 mod maintenance;
+mod members;
+pub mod peer;
 mod unimplemented;
 
 use std::path::PathBuf;
@@ -19,15 +21,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use skiff_raft::node::{self, NodeConfig, NodeHandle};
 use skiff_raft::storage::{DurableStorage, WalConfig};
+use skiff_raft::transport::{Transport, TransportMetrics};
 use skiff_raft::wal::WalMetrics;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::apply::{Alarms, Applied, Applier, Waiters};
-use crate::config::StoreConfig;
+use crate::config::{ClusterState, StoreConfig};
+use crate::membership::Membership;
 use crate::error::Error;
 use crate::lease::Lessor;
 use crate::metrics::Metrics;
@@ -59,6 +64,11 @@ pub struct EtcdServer {
     pub node: NodeHandle,
     pub storage: DurableStorage,
     pub metrics: Arc<Metrics>,
+    pub membership: Arc<RwLock<Membership>>,
+    pub transport: Transport,
+    /// gRPC channels to other members' client URLs, for requests only the leader serves
+    /// (lease keep-alives, membership changes), by member id.
+    client_channels: Mutex<std::collections::HashMap<u64, tonic::transport::Channel>>,
     next_request_id: AtomicU64,
     started: Instant,
 }
@@ -85,9 +95,14 @@ impl EtcdServer {
         *header = self.header(rev);
     }
 
+    /// A request id unique across the cluster and restarts.
+    pub fn next_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Replicates `request` through raft and waits for the applier's result.
     pub async fn propose(&self, request: Request) -> Applied {
-        let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
+        let id = self.next_id();
         let data = InternalRequest { id, request: Some(request) }.encode_to_vec();
         if data.len() > self.config.max_request_bytes {
             return Err(Error::RequestTooLarge);
@@ -112,9 +127,48 @@ impl EtcdServer {
             Err(_) => {
                 self.waiters.cancel(id);
                 self.metrics.proposals_failed.inc();
-                Err(Error::Timeout)
+                // etcd tells a client whose request was lost with a failed leader apart
+                // from one that was merely slow.
+                if self.node.status().leader_id == 0 || self.leader_changed_since(start) {
+                    Err(Error::TimeoutDueToLeaderFail)
+                } else {
+                    Err(Error::Timeout)
+                }
             }
         }
+    }
+
+    fn leader_changed_since(&self, since: Instant) -> bool {
+        self.metrics.last_leader_change().is_some_and(|t| t >= since)
+    }
+
+    /// A gRPC channel to `member`'s first client URL (cached).
+    pub fn client_channel(&self, member: u64) -> Result<tonic::transport::Channel, Error> {
+        if let Some(c) = self.client_channels.lock().get(&member) {
+            return Ok(c.clone());
+        }
+        let url = self
+            .membership
+            .read()
+            .members
+            .get(&member)
+            .and_then(|m| m.client_urls.first().cloned())
+            .ok_or(Error::NoLeader)?;
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .map_err(|e| Error::Internal(format!("member {member:x} has an invalid client URL: {e}")))?
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy();
+        self.client_channels.lock().insert(member, channel.clone());
+        Ok(channel)
+    }
+
+    /// The leader's client channel, when another member leads.
+    pub fn leader_channel(&self) -> Result<tonic::transport::Channel, Error> {
+        let st = self.node.status();
+        if st.leader_id == 0 {
+            return Err(Error::NoLeader);
+        }
+        self.client_channel(st.leader_id)
     }
 
     /// Waits until local state reflects every write committed before this call
@@ -170,6 +224,7 @@ impl EtcdServer {
 pub struct RunningServer {
     pub server: Arc<EtcdServer>,
     pub client_addrs: Vec<std::net::SocketAddr>,
+    pub peer_addrs: Vec<std::net::SocketAddr>,
 }
 
 fn member_dir(config: &StoreConfig) -> PathBuf {
@@ -177,17 +232,97 @@ fn member_dir(config: &StoreConfig) -> PathBuf {
 }
 
 /// Opens the member's data and starts serving. Returns once the listeners are bound.
-pub async fn start(config: StoreConfig) -> anyhow::Result<RunningServer> {
+///
+/// Start-up order: the member's identity (first start: from the flags for a new cluster, or
+/// from its peers when joining one); the state machine, with the membership it holds at its
+/// applied index; the raft log (a new cluster's first members bootstrap it with the initial
+/// membership); a snapshot received from the leader but not installed before a crash is
+/// installed now; then the transport, the node, the applier and the listeners.
+pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
     let dir = member_dir(&config);
     std::fs::create_dir_all(&dir)?;
+    let snap_dir = dir.join("snap");
+    std::fs::create_dir_all(&snap_dir)?;
+    // Half-written snapshots (received or being unpacked) from before a crash.
+    crate::snapshot::remove_raft_snapshot_leftovers(&snap_dir);
+    // Snapshots built for followers are sent once and removed; any left were cut short.
+    let _ = std::fs::remove_dir_all(snap_dir.join("outgoing"));
     let metrics = Arc::new(Metrics::new(&config)?);
     let mvcc = Arc::new(MvccStore::open(&dir.join("kv"), MvccConfig::default())?);
-    let applied_index = mvcc.consistent_index();
+
+    let identity = peer::Identity::load(&dir)?;
+    let mut joining: Option<Membership> = None;
+    match identity {
+        Some(id) => {
+            config.member_id = id.member_id;
+            config.cluster_id = id.cluster_id;
+        }
+        None if config.initial_cluster_state == ClusterState::Existing && mvcc.membership()?.is_none() => {
+            let others: Vec<String> = config
+                .initial_cluster
+                .iter()
+                .filter(|(_, _, urls)| urls != &config.advertise_peer_urls)
+                .flat_map(|(_, _, urls)| urls.iter().cloned())
+                .collect();
+            let (cluster_id, membership) = peer::discover(&others).await?;
+            let me = membership.find_by_peer_urls(&config.advertise_peer_urls).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "member with peer URLs {} is not in the cluster's membership (add it first with `etcdctl member add`)",
+                    config.advertise_peer_urls.join(",")
+                )
+            })?;
+            config.member_id = me.id;
+            config.cluster_id = cluster_id;
+            joining = Some(membership);
+        }
+        None => {
+            if mvcc.membership()?.is_none() {
+                // A new cluster: every initial member records the same membership, as the
+                // state at the bootstrap index.
+                let membership = Membership::bootstrap(&config.initial_cluster);
+                let mut w = mvcc.write();
+                w.set_membership(membership.encode());
+                w.commit(mvcc.consistent_index().max(skiff_raft::storage::BOOTSTRAP_INDEX))?;
+                mvcc.flush()?;
+            }
+        }
+    }
+    if identity.is_none() {
+        peer::Identity { member_id: config.member_id, cluster_id: config.cluster_id }.store(&dir)?;
+    }
+
     let (storage, writer) = {
         let mut wal_config = WalConfig::new(dir.join("wal"));
         wal_config.metrics = Some(WalMetrics::register(metrics.registry())?);
-        DurableStorage::open_single_voter(wal_config, config.member_id)?
+        if joining.is_some() {
+            // An empty log and no membership: the leader sends a snapshot first.
+            DurableStorage::open(wal_config)?
+        } else {
+            let voters: Vec<u64> = config.initial_cluster.iter().map(|(id, _, _)| *id).collect();
+            DurableStorage::open_bootstrap(wal_config, &voters)?
+        }
     };
+    let marker = storage.snapshot_metadata();
+    if marker.index > mvcc.consistent_index() {
+        // The log's marker is ahead of the state machine only when a snapshot from the
+        // leader was made durable in the log but its install did not finish.
+        let file = crate::snapshot::raft_snapshot_path(&snap_dir, marker.index, marker.term);
+        info!(index = marker.index, file = %file.display(), "finishing the install of a received snapshot");
+        mvcc.restore_from_snapshot(&file, &snap_dir)
+            .map_err(|e| anyhow::anyhow!("installing snapshot {} failed: {e}", file.display()))?;
+    }
+    let membership = match mvcc.membership()? {
+        Some(bytes) => {
+            let m = Membership::decode(&bytes)?;
+            storage.set_conf_state(m.conf_state());
+            m
+        }
+        None => joining.clone().unwrap_or_default(),
+    };
+    if membership.removed.contains(&config.member_id) {
+        anyhow::bail!("{}", Error::MemberRemoved);
+    }
+    let applied_index = mvcc.consistent_index();
     info!(
         name = %config.name,
         member_id = format_args!("{:x}", config.member_id),
@@ -195,8 +330,10 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<RunningServer> {
         data_dir = %config.data_dir.display(),
         applied_index,
         revision = mvcc.current_revision(),
+        members = membership.members.len(),
         "opened member data"
     );
+    let membership = Arc::new(RwLock::new(membership));
 
     let election_timeout = config.heartbeat_interval * config.election_ticks as u32;
     let lessor = Arc::new(Lessor::new(Lessor::min_ttl_for(election_timeout)));
@@ -207,6 +344,18 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<RunningServer> {
         lessor.attach(lease, &key);
     }
     let hub = WatchHub::new(mvcc.clone(), metrics.registry(), &tokio::runtime::Handle::current())?;
+    let snapshots = Arc::new(peer::StateMachineSnapshots { mvcc: mvcc.clone(), snap_dir: snap_dir.clone() });
+    let transport = Transport::new(
+        config.cluster_id,
+        config.member_id,
+        snapshots,
+        Some(TransportMetrics::register(metrics.registry())?),
+    );
+    for m in membership.read().members.values() {
+        if let Some(url) = m.peer_urls.first() {
+            transport.set_peer(m.id, url);
+        }
+    }
     let node_config = NodeConfig {
         id: config.member_id,
         tick_interval: config.heartbeat_interval,
@@ -216,7 +365,8 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<RunningServer> {
         max_size_per_msg: 1024 * 1024,
         max_inflight_msgs: 256,
     };
-    let (node, committed, _join) = node::start(node_config, storage.clone(), writer)?;
+    let (node, committed, _join) = node::start(node_config, storage.clone(), writer, Arc::new(transport.clone()))?;
+    transport.set_node(node.clone());
     let waiters = Arc::new(Waiters::default());
     let alarms = Arc::new(Alarms::load(&mvcc)?);
     let applier = Applier {
@@ -227,6 +377,10 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<RunningServer> {
         alarms: alarms.clone(),
         node: node.clone(),
         member_id: config.member_id,
+        membership: membership.clone(),
+        transport: transport.clone(),
+        snap_dir: snap_dir.clone(),
+        current_term: Default::default(),
     };
     applier.spawn(committed);
 
@@ -244,11 +398,17 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<RunningServer> {
         node,
         storage,
         metrics,
+        membership: membership.clone(),
+        transport: transport.clone(),
+        client_channels: Mutex::new(Default::default()),
         next_request_id: AtomicU64::new(first_id),
         started: Instant::now(),
     });
 
+    let peer_addrs = peer::serve(&config.listen_peer, &transport, config.cluster_id, membership).await?;
     spawn_background(server.clone());
+    members::spawn_publish_attributes(server.clone());
+    members::spawn_auto_promote(server.clone());
 
     let mut client_addrs = Vec::new();
     for addr in &config.listen_client {
@@ -271,7 +431,7 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<RunningServer> {
             let _ = h2shim::serve(listener, router).await;
         });
     }
-    Ok(RunningServer { server, client_addrs })
+    Ok(RunningServer { server, client_addrs, peer_addrs })
 }
 
 /// Lease expiry, auto compaction, RocksDB flush + raft log compaction, metrics refresh.
@@ -279,9 +439,17 @@ fn spawn_background(server: Arc<EtcdServer>) {
     let s = server.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(LEASE_EXPIRY_CHECK_INTERVAL);
+        let mut was_leader = false;
         loop {
             tick.tick().await;
-            if !s.node.status().is_leader {
+            let is_leader = s.node.status().is_leader;
+            if is_leader && !was_leader {
+                // etcd's lessor Promote: a new leader gives every lease a fresh TTL, since
+                // the old leader's keep-alives are not known here.
+                s.lessor.refresh_all();
+            }
+            was_leader = is_leader;
+            if !is_leader {
                 continue;
             }
             for id in s.lessor.expired(Instant::now()) {
@@ -292,6 +460,23 @@ fn spawn_background(server: Arc<EtcdServer>) {
                         Err(e) => warn!(lease = id, error = %e, "revoking expired lease failed"),
                     }
                 });
+            }
+        }
+    });
+    let s = server.clone();
+    tokio::spawn(async move {
+        let mut status = s.node.watch_status();
+        let mut leader = status.borrow().leader_id;
+        while status.changed().await.is_ok() {
+            let now = status.borrow_and_update().leader_id;
+            if now != leader {
+                if now != 0 {
+                    info!(leader = format_args!("{now:x}"), "leader elected");
+                    s.metrics.leader_changed();
+                } else {
+                    warn!("lost the leader");
+                }
+                leader = now;
             }
         }
     });
@@ -313,9 +498,12 @@ fn spawn_background(server: Arc<EtcdServer>) {
             match flushed {
                 Ok(Ok(index)) => {
                     // Everything up to `index` is now in RocksDB's SST files, so the raft
-                    // log before it is no longer needed for replay.
-                    s.node.compact_log(index);
-                    info!(index, "state machine flushed; raft log compacted up to it");
+                    // log before it is no longer needed for replay; the last
+                    // `snapshot_catchup_entries` stay so a follower a little behind catches
+                    // up from the log instead of a whole snapshot (etcd keeps 5000 too).
+                    let compact_to = index.saturating_sub(s.config.snapshot_catchup_entries);
+                    s.node.compact_log(compact_to);
+                    info!(index, compact_to, "state machine flushed; raft log compacted");
                     last_flushed = index;
                 }
                 Ok(Err(e)) => warn!(error = %e, "state machine flush failed"),

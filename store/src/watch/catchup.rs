@@ -9,6 +9,12 @@
 //! The handoff rule is in `hub.rs`'s module doc: read `[from, to]` without the lock, then
 //! under the lock queue it, set `next_rev = to + 1`, and turn synced only if no revision
 //! was notified meanwhile (`next_rev > rev`).
+//!
+//! A snapshot install replaces the store's contents under readers' feet, so a read that
+//! overlapped one may hold a mix of two states (a gap, typically). Such a read is thrown
+//! away: the store's `restore_seq` seqlock is odd during an install and changes at its
+//! start and end; a page is used only if the value was even before the read and is the
+//! same after.
 
 use std::sync::{Arc, Weak};
 
@@ -40,6 +46,8 @@ pub(crate) async fn run(hub: Weak<WatchHub>, wake: Arc<Notify>) {
         for &key in &batch {
             cursor = Some(key);
             progressed |= hub.catch_up_step(key).await == Step::Progressed;
+            #[cfg(test)]
+            hub.catchup_steps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         drop(hub); // the hub must be able to drop while this task waits
         if batch.is_empty() {
@@ -65,6 +73,11 @@ struct Page {
 impl WatchHub {
     /// Moves one unsynced watcher forward by at most one page.
     async fn catch_up_step(&self, key: WatcherKey) -> Step {
+        // Before anything is read (the log read's RocksDB snapshot comes later).
+        let restore_seq = self.mvcc.restore_seq();
+        if !restore_seq.is_multiple_of(2) {
+            return Step::Blocked; // a snapshot install is replacing the contents
+        }
         // Read outside the hub lock: the MVCC store has its own.
         let compact_revision = self.mvcc.compact_revision();
         let page = {
@@ -103,6 +116,10 @@ impl WatchHub {
             !w.synced && w.next_rev == from,
             "unsynced watcher {key:?} moved while the catch-up task owned it"
         );
+        if self.mvcc.restore_seq() != restore_seq {
+            // A snapshot install overlapped the read (or the compaction check): redo both.
+            return Step::Progressed;
+        }
         let (events, upto) = match read {
             Ok(page) => page,
             Err(mvcc::Error::Compacted) => {

@@ -92,6 +92,9 @@ pub struct WatchHub {
     pub(crate) catchup_wake: Arc<Notify>,
     pub(crate) metrics: WatchMetrics,
     catchup_task: Mutex<Option<JoinHandle<()>>>,
+    /// Catch-up steps finished, for tests that must know one ran.
+    #[cfg(test)]
+    pub(crate) catchup_steps: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) struct HubState {
@@ -124,7 +127,7 @@ impl WatchHub {
     /// `runtime`; its gauges are registered in `registry`.
     ///
     /// The applier must call [`Self::notify`] for every write transaction committed after
-    /// this call, and [`Self::restore`] after replacing the store's contents from a snapshot.
+    /// this call, and [`Self::on_restore`] after replacing the store's contents from a snapshot.
     pub fn new(
         mvcc: Arc<MvccStore>,
         registry: &Registry,
@@ -146,6 +149,8 @@ impl WatchHub {
             catchup_wake: Arc::new(Notify::new()),
             metrics,
             catchup_task: Mutex::new(None),
+            #[cfg(test)]
+            catchup_steps: std::sync::atomic::AtomicU64::new(0),
         });
         let task = runtime.spawn(super::catchup::run(Arc::downgrade(&hub), hub.catchup_wake.clone()));
         *hub.catchup_task.lock() = Some(task);
@@ -210,11 +215,19 @@ impl WatchHub {
         self.catchup_wake.notify_one();
     }
 
-    /// Call after the MVCC store's contents were replaced (a raft snapshot was installed):
-    /// every synced watcher turns unsynced and catches up from the change log, or is
-    /// canceled with `compact_revision` when the log no longer reaches back to it, as etcd's
-    /// `watchableStore.Restore` does.
-    pub fn restore(&self) {
+    /// Call after the MVCC store's contents were replaced (a raft snapshot was installed
+    /// with `MvccStore::restore_from_snapshot`), on the applier thread, before the next
+    /// [`Self::notify`]: every watcher then re-syncs from the new store's change log at its
+    /// own next revision, or is canceled with `compact_revision` when that revision is
+    /// compacted away in the new store, as etcd's `watchableStore.Restore` does.
+    ///
+    /// Why this loses and duplicates nothing: a synced watcher has been given every event
+    /// up to the hub's revision, so it is owed `old_rev + 1` on (or its future start
+    /// revision); an unsynced one is owed its `next_rev`, untouched here. Raft histories
+    /// agree, so the new store's log holds the same events for revisions both stores have,
+    /// plus those up to the snapshot's revision. A catch-up read that overlapped the
+    /// replacement is discarded (`MvccStore::restore_seq`) and redone.
+    pub fn on_restore(&self) {
         let new_rev = self.mvcc.current_revision();
         let mut st = self.state.lock();
         let synced: Vec<WatcherKey> = st.watchers.iter().filter(|(_, w)| w.synced).map(|(k, _)| *k).collect();

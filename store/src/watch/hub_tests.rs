@@ -4,11 +4,14 @@
 
 use tokio::sync::mpsc;
 
+use std::sync::Arc;
+
 use super::hub::{Outbound, WatchCreate, WatchHub};
-use super::test_support::{must_recv, Fixture};
+use super::test_support::{must_recv, open_store, Fixture};
 use super::watcher::{Filters, StreamId};
 use super::{errors, CATCHUP_EVENTS_PER_PAGE_MAX, INVALID_WATCH_ID};
-use crate::mvcc::{Event, EventKind};
+use crate::mvcc::{Event, EventKind, MvccStore, WriteTxn};
+use crate::snapshot::create_raft_snapshot;
 
 /// A watch stream whose queue the test reads.
 struct TestStream {
@@ -415,10 +418,190 @@ async fn restore_moves_synced_watchers_to_catch_up() {
     assert_eq!(revs(&s.events_until(id, r1).await), vec![r1]);
     // A write the hub was not told about, as if it came with an installed snapshot.
     let r2 = f.put_silently("k", "2");
-    f.hub.restore();
+    f.hub.on_restore();
     assert_eq!(f.hub.current_revision(), r2);
     assert_eq!(revs(&s.events_until(id, r2).await), vec![r2]);
     assert_eq!(f.hub.watcher_counts(), (1, 0));
+}
+
+/// A leader's store for snapshot tests: it applies what the follower (the fixture's
+/// store) applies, then more on its own; its raft snapshot is installed into the follower.
+struct Leader {
+    mvcc: MvccStore,
+    next_index: u64,
+    dir: tempfile::TempDir,
+}
+
+impl Leader {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mvcc = open_store(&dir.path().join("leader"));
+        Leader { mvcc, next_index: 1, dir }
+    }
+
+    fn apply(&mut self, ops: impl FnOnce(&mut WriteTxn<'_>)) -> i64 {
+        let mut txn = self.mvcc.write();
+        ops(&mut txn);
+        txn.set_applied_term(2);
+        txn.commit(self.next_index).unwrap();
+        self.next_index += 1;
+        self.mvcc.current_revision()
+    }
+
+    fn put(&mut self, key: &str, value: &str) -> i64 {
+        self.apply(|t| {
+            t.put(key.as_bytes(), value.as_bytes(), 0).unwrap();
+        })
+    }
+
+    /// The same put on the follower (notifying its hub) and here, at the same revision.
+    fn put_both(&mut self, f: &Fixture, key: &str, value: &str) -> i64 {
+        let rev = f.put(key, value);
+        assert_eq!(self.put(key, value), rev, "the histories diverged");
+        rev
+    }
+
+    /// Installs this store's state into the follower as the applier does: the store,
+    /// then the hub.
+    fn install_into(&self, f: &Fixture) {
+        let file = create_raft_snapshot(&self.mvcc, &self.dir.path().join("snap")).unwrap();
+        f.mvcc.restore_from_snapshot(&file.path, &self.dir.path().join("tmp")).unwrap();
+        f.hub.on_restore();
+        assert_eq!(f.hub.current_revision(), self.mvcc.current_revision());
+    }
+
+    /// The leader's events on keys `k…` in `[from, to]`, as a watcher without prev_kv gets them.
+    fn events(&self, from: i64, to: i64) -> Vec<Event> {
+        self.mvcc.events(from, to, b"k", b"l", 0, false).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn on_restore_resyncs_every_watcher_without_gaps_or_duplicates() {
+    let f = Fixture::new();
+    let mut leader = Leader::new();
+    let r1 = leader.put_both(&f, "k1", "a");
+    let r2 = leader.put_both(&f, "k2", "b");
+
+    let mut live_s = TestStream::open(&f.hub, 64);
+    let live = live_s.must_watch(&f.hub, prefix("k")).await; // synced, owed r2 + 1 on
+    let mut replay_s = TestStream::open(&f.hub, 64);
+    let replay = replay_s.must_watch(&f.hub, WatchCreate { start_revision: r1, ..prefix("k") }).await;
+    assert_eq!(revs(&replay_s.events_until(replay, r2).await), vec![r1, r2]);
+    let mut future_s = TestStream::open(&f.hub, 64);
+    let future = future_s.must_watch(&f.hub, WatchCreate { start_revision: r2 + 3, ..prefix("k") }).await;
+    // A victim: its one-slot queue is full when r4 comes, so it is unsynced, owed r4 on.
+    let mut victim_s = TestStream::open(&f.hub, 1);
+    let victim = victim_s.must_watch(&f.hub, prefix("k")).await;
+    let r3 = leader.put_both(&f, "k3", "c");
+    let r4 = leader.put_both(&f, "k4", "d");
+    assert_eq!(f.hub.watcher_counts(), (3, 1));
+
+    // Only the leader applies these; the follower gets them with the snapshot.
+    leader.put("k5", "e");
+    leader.apply(|t| {
+        t.delete_range(b"k1", b"").unwrap();
+        t.put(b"k6", b"f", 0).unwrap();
+        t.put(b"other", b"ignored", 0).unwrap();
+    });
+    let r7 = leader.put("k2", "b2");
+    leader.install_into(&f);
+    let r8 = f.put("k7", "after the install");
+
+    let after = |got: Vec<Event>| {
+        assert_eq!(got.last().unwrap().kv.mod_revision, r8);
+        got[..got.len() - 1].to_vec()
+    };
+    assert_eq!(after(live_s.events_until(live, r8).await), leader.events(r3, r7));
+    assert_eq!(after(replay_s.events_until(replay, r8).await), leader.events(r3, r7));
+    assert_eq!(after(future_s.events_until(future, r8).await), leader.events(r2 + 3, r7));
+    assert_eq!(after(victim_s.events_until(victim, r8).await), leader.events(r3, r7));
+    assert_eq!(revs(&leader.events(r3, r7)), vec![r3, r4, r4 + 1, r4 + 2, r4 + 2, r7]);
+    for s in [&mut live_s, &mut replay_s, &mut future_s, &mut victim_s] {
+        s.assert_idle();
+    }
+    assert_eq!(f.hub.watcher_counts(), (4, 0));
+}
+
+#[tokio::test]
+async fn on_restore_cancels_watchers_whose_next_revision_was_compacted() {
+    let f = Fixture::new();
+    let mut leader = Leader::new();
+    let r1 = leader.put_both(&f, "k", "1");
+    let mut synced_s = TestStream::open(&f.hub, 16);
+    let synced = synced_s.must_watch(&f.hub, prefix("k")).await; // owed r1 + 1 on
+    let mut at_compact_s = TestStream::open(&f.hub, 16);
+    let at_compact =
+        at_compact_s.must_watch(&f.hub, WatchCreate { start_revision: r1 + 3, ..prefix("k") }).await;
+    for i in 2..=5 {
+        leader.put("k", &i.to_string());
+    }
+    let compact = r1 + 3;
+    leader.mvcc.compact(compact, leader.next_index).unwrap();
+    leader.next_index += 1;
+    leader.install_into(&f);
+
+    assert_eq!(synced_s.next().await, Outbound::Canceled { watch_id: synced, revision: 0, compact_revision: compact });
+    // The compact revision itself can still be served (etcd too).
+    let got = at_compact_s.events_until(at_compact, r1 + 4).await;
+    assert_eq!(got, leader.events(compact, r1 + 4));
+    assert_eq!(f.hub.watcher_counts(), (1, 0));
+}
+
+/// A catch-up read must not deliver what it read while an install was replacing the
+/// store's contents. Here a watcher is created in the middle of an install, when the old
+/// log is deleted and the new one not yet copied: its catch-up must wait for the install
+/// instead of finding no events and skipping the revisions it was owed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_waits_for_an_install_in_progress() {
+    use std::sync::atomic::Ordering;
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    let f = Fixture::new();
+    let mut leader = Leader::new();
+    let first = leader.put_both(&f, "k", "0");
+    for i in 1..10 {
+        leader.put_both(&f, &format!("k{i}"), "common");
+    }
+    for i in 0..5 {
+        leader.put(&format!("k{i}"), "leader only");
+    }
+    let leader_rev = leader.mvcc.current_revision();
+
+    let (in_window_tx, in_window_rx) = mpsc::channel::<()>();
+    let (resume_tx, resume_rx) = mpsc::channel::<()>();
+    let (in_window_tx, resume_rx) = (parking_lot::Mutex::new(in_window_tx), parking_lot::Mutex::new(resume_rx));
+    f.mvcc.set_install_hook(move || {
+        in_window_tx.lock().send(()).unwrap();
+        resume_rx.lock().recv().unwrap();
+    });
+    let leader = Arc::new(leader);
+    let install = {
+        let (leader, mvcc, hub) = (leader.clone(), f.mvcc.clone(), f.hub.clone());
+        tokio::task::spawn_blocking(move || {
+            let file = create_raft_snapshot(&leader.mvcc, &leader.dir.path().join("snap")).unwrap();
+            mvcc.restore_from_snapshot(&file.path, &leader.dir.path().join("tmp")).unwrap();
+            hub.on_restore();
+        })
+    };
+    let in_window = tokio::task::spawn_blocking(move || in_window_rx.recv_timeout(super::test_support::TEST_DEADLINE));
+    in_window.await.unwrap().expect("the install never reached its copy step");
+
+    let mut s = TestStream::open(&f.hub, 64);
+    let steps_before = f.hub.catchup_steps.load(Ordering::SeqCst);
+    let id = s.must_watch(&f.hub, WatchCreate { start_revision: first, ..prefix("k") }).await;
+    let deadline = Instant::now() + super::test_support::TEST_DEADLINE;
+    while f.hub.catchup_steps.load(Ordering::SeqCst) == steps_before {
+        assert!(Instant::now() < deadline, "the catch-up task never tried the watcher");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    resume_tx.send(()).unwrap();
+    install.await.unwrap();
+
+    let got = s.events_until(id, leader_rev).await;
+    assert_eq!(got, leader.events(first, leader_rev), "every revision exactly once, in order");
+    s.assert_idle();
 }
 
 /// Random histories, watchers and reading patterns against a plain model: every watcher

@@ -1,6 +1,7 @@
 //! Test helpers: a real `MvccStore` in a tempdir with a hub, and writes that notify the
 //! hub the way the applier does (commit, then `notify` with the committed events).
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,13 +32,7 @@ impl Fixture {
     /// Must be called within a tokio runtime (the hub's catch-up task runs there).
     pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let config = MvccConfig {
-            block_cache_bytes: TEST_CACHE_BYTES,
-            write_buffer_bytes: TEST_WRITE_BUFFER_BYTES,
-            max_background_jobs: 1,
-            ..MvccConfig::default()
-        };
-        let mvcc = Arc::new(MvccStore::open(dir.path(), config).expect("open mvcc"));
+        let mvcc = Arc::new(open_store(dir.path()));
         let runtime = tokio::runtime::Handle::current();
         let hub = WatchHub::new(mvcc.clone(), &Registry::new(), &runtime).expect("hub");
         Self { mvcc, hub, next_index: AtomicU64::new(1), _dir: dir }
@@ -95,6 +90,17 @@ impl Fixture {
     pub(crate) fn compact(&self, rev: i64) {
         self.mvcc.compact(rev, self.next_index.fetch_add(1, Ordering::SeqCst)).expect("compact");
     }
+}
+
+/// A store with the fixture's small caches.
+pub(crate) fn open_store(dir: &Path) -> MvccStore {
+    let config = MvccConfig {
+        block_cache_bytes: TEST_CACHE_BYTES,
+        write_buffer_bytes: TEST_WRITE_BUFFER_BYTES,
+        max_background_jobs: 1,
+        ..MvccConfig::default()
+    };
+    MvccStore::open(dir, config).expect("open mvcc")
 }
 
 /// The next message of a queue, or a test failure after [`TEST_DEADLINE`].

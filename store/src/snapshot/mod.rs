@@ -1,5 +1,6 @@
-//! Point-in-time snapshots of the state machine for `Maintenance.Snapshot` and
-//! `skiff snapshot restore`.
+//! Point-in-time snapshots of the state machine for `Maintenance.Snapshot`,
+//! `skiff snapshot restore`, and raft snapshots (a follower that fell behind the leader's
+//! compacted log gets the leader's whole state machine as a file).
 //!
 //! A snapshot is a RocksDB checkpoint (hard links, so taking it is cheap) packed into one
 //! stream:
@@ -19,6 +20,22 @@
 //! It is streamed in `CHUNK_BYTES` pieces, so memory does not grow with the database size.
 //! Restore checks the digest before it writes anything (a truncated or corrupted download
 //! is refused, never half-restored).
+//!
+//! # Raft snapshots
+//! [`create_raft_snapshot`] writes the same stream to `<index:016x>-<term:016x>.snap`,
+//! where index and term are the checkpoint's own consistent index and applied term. The
+//! stream has one more file record, [`RAFT_META_FILE`]: the index, term and membership
+//! bytes, so [`read_raft_snapshot_meta`] finds them without unpacking the database
+//! (unpacking skips that record). [`MvccStore::restore_from_snapshot`] installs such a file
+//! into a live store (`mvcc/restore.rs` explains the order of the replacement). That code
+//! is in `raft.rs`; this file is the stream format.
+//!
+//! Every temporary file or directory made here ends in [`TMP_SUFFIX`]; a crash can leave
+//! them behind, and [`remove_raft_snapshot_leftovers`] clears them.
+
+mod raft;
+#[cfg(test)]
+mod raft_tests;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -26,7 +43,12 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::mvcc::MvccStore;
+use crate::mvcc::{MvccStore, RaftMeta};
+use raft::read_raft_meta_record;
+pub use raft::{
+    create_raft_snapshot, raft_snapshot_path, read_raft_snapshot_meta, remove_raft_snapshot_leftovers,
+    remove_raft_snapshots_except, RaftSnapshotFile, RAFT_META_FILE, RAFT_SNAPSHOT_EXTENSION, TMP_SUFFIX,
+};
 
 /// Bytes per snapshot message (etcd streams 32 KiB chunks).
 pub const CHUNK_BYTES: usize = 32 * 1024;
@@ -52,11 +74,16 @@ pub enum Error {
 /// `send` returns false when the receiver went away. The checkpoint is removed afterwards.
 pub fn stream(mvcc: &MvccStore, tmp_root: &Path, mut send: impl FnMut(Vec<u8>, u64) -> bool) -> Result<(), Error> {
     fs::create_dir_all(tmp_root)?;
-    let dir = tmp_root.join(format!("snapshot-{}-{}", std::process::id(), rand::random::<u32>()));
+    let dir = tmp_root.join(format!("snapshot-{}", unique_tag()));
     mvcc.checkpoint(&dir)?;
     let result = stream_dir(&dir, &mut send);
     let _ = fs::remove_dir_all(&dir);
     result
+}
+
+/// Unique among the temporary names of this process and, very likely, of others.
+fn unique_tag() -> String {
+    format!("{}-{:08x}", std::process::id(), rand::random::<u32>())
 }
 
 fn files_of(dir: &Path) -> Result<Vec<(String, PathBuf, u64)>, Error> {
@@ -77,9 +104,13 @@ fn padding_for(body_len: u64) -> u64 {
 }
 
 fn stream_dir(dir: &Path, send: &mut impl FnMut(Vec<u8>, u64) -> bool) -> Result<(), Error> {
-    let files = files_of(dir)?;
+    stream_files(&files_of(dir)?, send)
+}
+
+/// Streams `(name, path, size)` records in the given order.
+fn stream_files(files: &[(String, PathBuf, u64)], send: &mut impl FnMut(Vec<u8>, u64) -> bool) -> Result<(), Error> {
     let mut body: u64 = (MAGIC.len() + 4 + END.len()) as u64;
-    for (name, _, size) in &files {
+    for (name, _, size) in files {
         body += 4 + name.len() as u64 + 8 + size;
     }
     let padding = padding_for(body);
@@ -87,7 +118,7 @@ fn stream_dir(dir: &Path, send: &mut impl FnMut(Vec<u8>, u64) -> bool) -> Result
     let mut out = ChunkWriter { buf: Vec::with_capacity(CHUNK_BYTES), remaining: total, sha: Sha256::new(), send };
     out.write_all(MAGIC)?;
     out.write_all(&FORMAT_VERSION.to_le_bytes())?;
-    for (name, path, size) in &files {
+    for (name, path, size) in files {
         out.write_all(&(name.len() as u32).to_le_bytes())?;
         out.write_all(name.as_bytes())?;
         out.write_all(&size.to_le_bytes())?;
@@ -148,7 +179,27 @@ pub fn restore(file: &Path, target: &Path) -> Result<(), Error> {
     let tmp = target.with_extension("restoring");
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp)?;
-    let mut r = io::BufReader::new(File::open(file)?);
+    unpack(file, body_len, &tmp, Durability::Fsync)?;
+    fs::rename(&tmp, target)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Every unpacked file is fsynced (it becomes a data directory).
+    Fsync,
+    /// The unpacked files are read once and deleted; a crash makes them garbage anyway.
+    Scratch,
+}
+
+/// Walks the file records of a verified snapshot (`body_len` from [`verify`]), calling
+/// `visit(name, size, reader)` for each; `visit` must consume exactly `size` bytes.
+fn for_each_record(
+    file: &Path,
+    body_len: u64,
+    mut visit: impl FnMut(&str, u64, &mut io::BufReader<File>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut r = io::BufReader::with_capacity(CHUNK_BYTES, File::open(file)?);
     let mut head = [0u8; 12];
     r.read_exact(&mut head)?;
     let files_end = body_len - END.len() as u64;
@@ -169,19 +220,39 @@ pub fn restore(file: &Path, target: &Path) -> Result<(), Error> {
         let mut size = [0u8; 8];
         r.read_exact(&mut size)?;
         let size = u64::from_le_bytes(size);
-        let mut f = File::create(tmp.join(&name))?;
-        let copied = io::copy(&mut (&mut r).take(size), &mut f)?;
-        if copied != size {
-            return Err(Error::Invalid(format!("{name} is truncated")));
+        let record_end = pos + 4 + name_len as u64 + 8 + size;
+        if record_end > files_end {
+            return Err(Error::Invalid(format!("{name} runs past the end of the file records")));
         }
-        f.sync_all()?;
-        pos += 4 + name_len as u64 + 8 + size;
+        visit(&name, size, &mut r)?;
+        pos = record_end;
     }
     if pos != files_end {
         return Err(Error::Invalid(format!("file records end at {pos}, expected {files_end}")));
     }
-    fs::rename(&tmp, target)?;
     Ok(())
+}
+
+/// Unpacks a verified snapshot into the existing directory `dir`. The raft meta record is
+/// not a database file: it is returned (decoded) instead of written.
+fn unpack(file: &Path, body_len: u64, dir: &Path, durability: Durability) -> Result<Option<RaftMeta>, Error> {
+    let mut raft_meta = None;
+    for_each_record(file, body_len, |name, size, r| {
+        if name == RAFT_META_FILE {
+            raft_meta = Some(read_raft_meta_record(r, size)?);
+            return Ok(());
+        }
+        let mut f = File::create(dir.join(name))?;
+        let copied = io::copy(&mut r.take(size), &mut f)?;
+        if copied != size {
+            return Err(Error::Invalid(format!("{name} is truncated")));
+        }
+        if durability == Durability::Fsync {
+            f.sync_all()?;
+        }
+        Ok(())
+    })?;
+    Ok(raft_meta)
 }
 
 /// Checks magic, version, the end marker and the SHA-256 digest. Returns the length of

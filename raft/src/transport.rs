@@ -1,0 +1,558 @@
+//! The peer transport: raft messages between members over tonic (gRPC, HTTP/2) streams.
+//!
+//! Sending: one task per peer owns a long-lived client stream (`RaftTransport.Send`) and a
+//! bounded queue. It drains whatever is queued into one `MessageBatch` (up to
+//! `BATCH_MESSAGES_MAX` / `BATCH_BYTES_MAX`), so a busy leader sends many appends per frame;
+//! a full queue drops (raft retransmits on its next heartbeat or probe). A broken stream is
+//! reported to raft (`report_unreachable`: it stops pipelining to that peer) and re-dialed
+//! with exponential backoff. The node hands messages here as soon as a `Ready` is taken,
+//! before its own WAL fsync (raft thesis 10.2.1): the leader's disk and its followers' disks
+//! work in parallel.
+//!
+//! Snapshots: raft-rs asks to send `MsgSnapshot` when a follower needs entries the leader
+//! has compacted. The transport asks the state machine (`SnapshotStore::create`) for a
+//! snapshot file — its metadata (index, term, membership) replaces raft-rs's, since the
+//! file is what the follower installs — and streams it in `SNAPSHOT_CHUNK_BYTES` chunks
+//! (`RaftTransport.SendSnapshot`), so memory does not grow with the database. The receiver
+//! writes it to `SnapshotStore::receive_path`, fsyncs, and only then steps the message into
+//! its node. The outcome goes back to raft-rs (`report_snapshot`).
+//!
+//! Receiving: every batch names its cluster; a member of another cluster is refused with
+//! `FailedPrecondition` (etcd's "cluster ID mismatch").
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use prometheus::{IntCounterVec, Opts, Registry};
+use protobuf::Message as _;
+use raft::eraftpb::{Message, MessageType, SnapshotMetadata};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use crate::node::{MessageSink, NodeHandle};
+
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("skiff.raft.transport");
+}
+
+use pb::raft_transport_client::RaftTransportClient;
+use pb::raft_transport_server::{RaftTransport, RaftTransportServer};
+
+/// Messages queued per peer; beyond it new messages are dropped.
+pub const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
+/// Messages per batch frame.
+pub const BATCH_MESSAGES_MAX: usize = 512;
+/// Encoded bytes per batch frame (an append carries at most `max_size_per_msg`, 1 MiB).
+pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Batches handed to one gRPC stream that it has not written yet.
+pub const STREAM_BATCHES_MAX: usize = 16;
+/// Largest gRPC message accepted or sent on the peer port.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Snapshot bytes per chunk message, and chunks buffered ahead of the network.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 256 * 1024;
+const SNAPSHOT_CHUNKS_BUFFERED: usize = 4;
+/// etcd's peer dial timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// HTTP/2 pings find a peer that vanished without closing its socket (power loss, pause).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The state machine's side of snapshots.
+pub trait SnapshotStore: Send + Sync + 'static {
+    /// Writes a snapshot of the state machine as it is now and returns its metadata (the
+    /// applied index, that entry's term, the membership at that index) and file. Blocking:
+    /// the transport calls it on a blocking thread. The transport removes the file once sent.
+    fn create(&self) -> Result<(SnapshotMetadata, PathBuf), String>;
+    /// Where a snapshot received at (index, term) is stored until the state machine
+    /// installs it.
+    fn receive_path(&self, index: u64, term: u64) -> PathBuf;
+}
+
+/// Prometheus counters with etcd's names (`etcd_network_*`), labelled by peer id in hex.
+#[derive(Clone)]
+pub struct TransportMetrics {
+    sent_bytes: IntCounterVec,
+    received_bytes: IntCounterVec,
+    sent_failures: IntCounterVec,
+    snapshot_send_success: IntCounterVec,
+    snapshot_send_failures: IntCounterVec,
+    snapshot_receive_success: IntCounterVec,
+}
+
+impl TransportMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let counter = |name: &str, help: &str, label: &str| -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        Ok(TransportMetrics {
+            sent_bytes: counter("etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", "To")?,
+            received_bytes: counter(
+                "etcd_network_peer_received_bytes_total",
+                "The total number of bytes received from peers.",
+                "From",
+            )?,
+            sent_failures: counter(
+                "etcd_network_peer_sent_failures_total",
+                "The total number of send failures from peers.",
+                "To",
+            )?,
+            snapshot_send_success: counter(
+                "etcd_network_snapshot_send_success",
+                "Total number of successful snapshot sends",
+                "To",
+            )?,
+            snapshot_send_failures: counter(
+                "etcd_network_snapshot_send_failures",
+                "Total number of snapshot send failures",
+                "To",
+            )?,
+            snapshot_receive_success: counter(
+                "etcd_network_snapshot_receive_success",
+                "Total number of successful snapshot receives",
+                "From",
+            )?,
+        })
+    }
+
+    fn unregistered() -> Self {
+        Self::register(&Registry::new()).expect("fresh registry")
+    }
+}
+
+struct Peer {
+    url: String,
+    tx: mpsc::Sender<Message>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
+    cluster_id: u64,
+    self_id: u64,
+    peers: Mutex<HashMap<u64, Peer>>,
+    node: OnceLock<NodeHandle>,
+    snapshots: Arc<dyn SnapshotStore>,
+    snapshots_in_flight: Mutex<HashSet<u64>>,
+    metrics: TransportMetrics,
+}
+
+/// The sending side and the gRPC service of one member. Clones share state.
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+impl Transport {
+    pub fn new(
+        cluster_id: u64,
+        self_id: u64,
+        snapshots: Arc<dyn SnapshotStore>,
+        metrics: Option<TransportMetrics>,
+    ) -> Transport {
+        Transport {
+            inner: Arc::new(Inner {
+                cluster_id,
+                self_id,
+                peers: Mutex::new(HashMap::new()),
+                node: OnceLock::new(),
+                snapshots,
+                snapshots_in_flight: Mutex::new(HashSet::new()),
+                metrics: metrics.unwrap_or_else(TransportMetrics::unregistered),
+            }),
+        }
+    }
+
+    /// Connects the transport to its node (received messages go there, failures are
+    /// reported to it). Set once, right after the node starts.
+    pub fn set_node(&self, node: NodeHandle) {
+        let _ = self.inner.node.set(node);
+    }
+
+    /// Adds a peer, or points an existing one at a new URL (its stream is re-dialed).
+    /// Must be called from within a tokio runtime.
+    pub fn set_peer(&self, id: u64, url: &str) {
+        if id == self.inner.self_id {
+            return;
+        }
+        let mut peers = self.inner.peers.lock();
+        if peers.get(&id).is_some_and(|p| p.url == url) {
+            return;
+        }
+        if let Some(old) = peers.remove(&id) {
+            old.task.abort();
+        }
+        let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
+        let task = tokio::spawn(run_peer(self.inner.clone(), id, url.to_string(), rx));
+        info!(peer = format_args!("{id:x}"), url, "added peer");
+        peers.insert(id, Peer { url: url.to_string(), tx, task });
+    }
+
+    pub fn remove_peer(&self, id: u64) {
+        if let Some(p) = self.inner.peers.lock().remove(&id) {
+            p.task.abort();
+            info!(peer = format_args!("{id:x}"), "removed peer");
+        }
+    }
+
+    /// (id, url) of every peer, sorted by id.
+    pub fn peers(&self) -> Vec<(u64, String)> {
+        let mut v: Vec<_> = self.inner.peers.lock().iter().map(|(id, p)| (*id, p.url.clone())).collect();
+        v.sort();
+        v
+    }
+
+    /// The gRPC service to serve on the peer listener.
+    pub fn service(&self) -> RaftTransportServer<Service> {
+        RaftTransportServer::new(Service { inner: self.inner.clone() })
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+    }
+
+    fn send_snapshot(&self, msg: Message) {
+        let to = msg.to;
+        if !self.inner.snapshots_in_flight.lock().insert(to) {
+            return; // raft-rs waits for the report before sending another
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let result = send_snapshot(&inner, msg).await;
+            inner.snapshots_in_flight.lock().remove(&to);
+            let peer = format!("{to:x}");
+            match &result {
+                Ok((index, bytes)) => {
+                    info!(peer = %peer, index, bytes, "sent snapshot");
+                    inner.metrics.snapshot_send_success.with_label_values(&[&peer]).inc();
+                }
+                Err(e) => {
+                    warn!(peer = %peer, error = %e, "sending snapshot failed");
+                    inner.metrics.snapshot_send_failures.with_label_values(&[&peer]).inc();
+                }
+            }
+            if let Some(node) = inner.node.get() {
+                node.report_snapshot(to, result.is_ok());
+            }
+        });
+    }
+}
+
+impl MessageSink for Transport {
+    fn send(&self, messages: Vec<Message>) {
+        let peers = self.inner.peers.lock();
+        let mut unreachable = Vec::new();
+        let mut snapshots = Vec::new();
+        for m in messages {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                snapshots.push(m);
+                continue;
+            }
+            let to = m.to;
+            match peers.get(&to) {
+                Some(p) => {
+                    if p.tx.try_send(m).is_err() {
+                        self.inner.metrics.sent_failures.with_label_values(&[&format!("{to:x}")]).inc();
+                        unreachable.push(to);
+                    }
+                }
+                None => debug!(to = format_args!("{to:x}"), "no transport to peer; message dropped"),
+            }
+        }
+        drop(peers);
+        if let Some(node) = self.inner.node.get() {
+            unreachable.dedup();
+            for id in unreachable {
+                node.report_unreachable(id);
+            }
+        }
+        for m in snapshots {
+            self.send_snapshot(m);
+        }
+    }
+}
+
+fn endpoint(url: &str) -> Result<Endpoint, String> {
+    Endpoint::from_shared(url.to_string())
+        .map(|e| {
+            e.connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true)
+        })
+        .map_err(|e| format!("invalid peer URL {url:?}: {e}"))
+}
+
+/// One peer's sender: dial, stream batches until the stream breaks, back off, repeat.
+async fn run_peer(inner: Arc<Inner>, id: u64, url: String, mut rx: mpsc::Receiver<Message>) {
+    let peer = format!("{id:x}");
+    let endpoint = match endpoint(&url) {
+        Ok(e) => e,
+        Err(e) => {
+            warn!(peer = %peer, error = %e, "peer has an unusable URL; not sending to it");
+            return;
+        }
+    };
+    let mut backoff = RECONNECT_BACKOFF_MIN;
+    let mut logged_down = false;
+    loop {
+        let channel = match endpoint.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                if !logged_down {
+                    warn!(peer = %peer, url = %url, error = %e, "peer unreachable");
+                    logged_down = true;
+                }
+                // Messages queued while the peer is down are stale by the time it is back.
+                while rx.try_recv().is_ok() {}
+                if let Some(node) = inner.node.get() {
+                    node.report_unreachable(id);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        if logged_down {
+            info!(peer = %peer, "peer reachable again");
+            logged_down = false;
+        }
+        backoff = RECONNECT_BACKOFF_MIN;
+        let mut client = RaftTransportClient::new(channel)
+            .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+        let (batch_tx, batch_rx) = mpsc::channel(STREAM_BATCHES_MAX);
+        let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(batch_rx)).await });
+        loop {
+            tokio::select! {
+                m = rx.recv() => {
+                    let Some(first) = m else {
+                        call.abort();
+                        return; // peer removed
+                    };
+                    let batch = collect_batch(&inner, first, &mut rx);
+                    let bytes: usize = batch.messages.iter().map(Vec::len).sum();
+                    if batch_tx.send(batch).await.is_err() {
+                        break;
+                    }
+                    inner.metrics.sent_bytes.with_label_values(&[&peer]).inc_by(bytes as u64);
+                }
+                result = &mut call => {
+                    if let Ok(Err(status)) = result {
+                        debug!(peer = %peer, error = %status, "peer stream closed");
+                    }
+                    break;
+                }
+            }
+        }
+        call.abort();
+        inner.metrics.sent_failures.with_label_values(&[&peer]).inc();
+        if let Some(node) = inner.node.get() {
+            node.report_unreachable(id);
+        }
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+fn collect_batch(inner: &Inner, first: Message, rx: &mut mpsc::Receiver<Message>) -> pb::MessageBatch {
+    let mut messages = Vec::new();
+    let mut bytes = 0;
+    let mut next = Some(first);
+    while let Some(m) = next.take() {
+        match m.write_to_bytes() {
+            Ok(b) => {
+                bytes += b.len();
+                messages.push(b);
+            }
+            Err(e) => warn!(error = %e, "unencodable raft message dropped"),
+        }
+        if messages.len() >= BATCH_MESSAGES_MAX || bytes >= BATCH_BYTES_MAX {
+            break;
+        }
+        next = rx.try_recv().ok();
+    }
+    pb::MessageBatch { cluster_id: inner.cluster_id, from: inner.self_id, messages }
+}
+
+async fn send_snapshot(inner: &Arc<Inner>, mut msg: Message) -> Result<(u64, u64), String> {
+    let to = msg.to;
+    let url = inner.peers.lock().get(&to).map(|p| p.url.clone()).ok_or_else(|| format!("no peer {to:x}"))?;
+    let store = inner.snapshots.clone();
+    let (meta, path) = tokio::task::spawn_blocking(move || store.create())
+        .await
+        .map_err(|e| format!("snapshot task failed: {e}"))??;
+    let index = meta.index;
+    msg.mut_snapshot().set_metadata(meta);
+    msg.mut_snapshot().data = Default::default();
+    let result = stream_snapshot_file(inner, &url, &msg, &path).await;
+    let _ = tokio::fs::remove_file(&path).await;
+    result.map(|bytes| (index, bytes))
+}
+
+async fn stream_snapshot_file(inner: &Arc<Inner>, url: &str, msg: &Message, path: &PathBuf) -> Result<u64, String> {
+    let mut file = tokio::fs::File::open(path).await.map_err(|e| format!("open {}: {e}", path.display()))?;
+    let total = file.metadata().await.map_err(|e| e.to_string())?.len();
+    let channel = endpoint(url)?.connect().await.map_err(|e| format!("connect {url}: {e}"))?;
+    let mut client = RaftTransportClient::new(channel)
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let (tx, rx) = mpsc::channel(SNAPSHOT_CHUNKS_BUFFERED);
+    let header = msg.write_to_bytes().map_err(|e| e.to_string())?;
+    let (cluster_id, from) = (inner.cluster_id, inner.self_id);
+    let reader = tokio::spawn(async move {
+        let mut first = Some(header);
+        let mut sent = 0u64;
+        loop {
+            let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+            let n = file.read(&mut buf).await.map_err(|e| format!("read snapshot: {e}"))?;
+            buf.truncate(n);
+            if n == 0 && first.is_none() {
+                return Ok(sent);
+            }
+            sent += n as u64;
+            let chunk = pb::SnapshotChunk {
+                cluster_id,
+                from,
+                message: first.take().unwrap_or_default(),
+                data: buf,
+                total_bytes: total,
+            };
+            if tx.send(chunk).await.is_err() {
+                return Err("snapshot stream closed by the receiver".to_string());
+            }
+            if n == 0 {
+                return Ok(sent);
+            }
+        }
+    });
+    let response = client.send_snapshot(ReceiverStream::new(rx)).await;
+    let sent = reader.await.map_err(|e| e.to_string())??;
+    let received = response.map_err(|s| format!("peer refused snapshot: {}", s.message()))?.into_inner().bytes;
+    if received != sent {
+        return Err(format!("peer received {received} of {sent} snapshot bytes"));
+    }
+    inner.metrics.sent_bytes.with_label_values(&[&format!("{:x}", msg.to)]).inc_by(sent);
+    Ok(sent)
+}
+
+/// The gRPC side: steps received messages into the node.
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+impl Service {
+    fn check_cluster(&self, cluster_id: u64) -> Result<(), Status> {
+        if cluster_id != self.inner.cluster_id {
+            return Err(Status::failed_precondition(format!(
+                "cluster ID mismatch: local {:x}, remote {cluster_id:x}",
+                self.inner.cluster_id
+            )));
+        }
+        Ok(())
+    }
+
+    fn node(&self) -> Result<&NodeHandle, Status> {
+        self.inner.node.get().ok_or_else(|| Status::unavailable("raft node is starting"))
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Message, Status> {
+    Message::parse_from_bytes(bytes).map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
+}
+
+#[tonic::async_trait]
+impl RaftTransport for Service {
+    async fn send(&self, request: Request<Streaming<pb::MessageBatch>>) -> Result<Response<pb::StreamClosed>, Status> {
+        let mut stream = request.into_inner();
+        while let Some(batch) = stream.message().await? {
+            self.check_cluster(batch.cluster_id)?;
+            let node = self.node()?;
+            let from = format!("{:x}", batch.from);
+            let mut bytes = 0;
+            for raw in &batch.messages {
+                bytes += raw.len();
+                let m = decode(raw)?;
+                if m.get_msg_type() == MessageType::MsgSnapshot {
+                    return Err(Status::invalid_argument("snapshots go through SendSnapshot"));
+                }
+                if let Err(e) = node.step(m) {
+                    debug!(from = %from, error = %e, "raft message dropped");
+                }
+            }
+            self.inner.metrics.received_bytes.with_label_values(&[&from]).inc_by(bytes as u64);
+        }
+        Ok(Response::new(pb::StreamClosed {}))
+    }
+
+    async fn send_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::SnapshotReceived>, Status> {
+        let mut stream = request.into_inner();
+        let first = stream.message().await?.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        self.check_cluster(first.cluster_id)?;
+        let msg = decode(&first.message)?;
+        if msg.get_msg_type() != MessageType::MsgSnapshot || msg.to != self.inner.self_id {
+            return Err(Status::invalid_argument("the first snapshot chunk must carry a MsgSnapshot for this member"));
+        }
+        let meta = msg.get_snapshot().get_metadata();
+        let path = self.inner.snapshots.receive_path(meta.index, meta.term);
+        // `.tmp`: what the state machine side sweeps away at start if a crash left it.
+        let part = path.with_extension("snap.tmp");
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io_status)?;
+        }
+        let mut file = tokio::fs::File::create(&part).await.map_err(io_status)?;
+        let total = first.total_bytes;
+        let mut received = 0u64;
+        let mut chunk = Some(first);
+        loop {
+            let c = match chunk.take() {
+                Some(c) => c,
+                None => match stream.message().await? {
+                    Some(c) => c,
+                    None => break,
+                },
+            };
+            received += c.data.len() as u64;
+            if received > total {
+                let _ = tokio::fs::remove_file(&part).await;
+                return Err(Status::invalid_argument(format!("snapshot is larger than announced ({total} bytes)")));
+            }
+            file.write_all(&c.data).await.map_err(io_status)?;
+        }
+        if received != total {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(Status::data_loss(format!("snapshot truncated: {received} of {total} bytes")));
+        }
+        file.sync_all().await.map_err(io_status)?;
+        drop(file);
+        tokio::fs::rename(&part, &path).await.map_err(io_status)?;
+        if let Some(dir) = path.parent() {
+            let dir = dir.to_path_buf();
+            tokio::task::spawn_blocking(move || std::fs::File::open(&dir).and_then(|d| d.sync_all()))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(io_status)?;
+        }
+        let from = format!("{:x}", msg.from);
+        info!(from = %from, index = meta.index, term = meta.term, bytes = received, "received snapshot");
+        self.inner.metrics.snapshot_receive_success.with_label_values(&[&from]).inc();
+        self.inner.metrics.received_bytes.with_label_values(&[&from]).inc_by(received);
+        self.node()?.step(msg).map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::SnapshotReceived { bytes: received }))
+    }
+}
+
+fn io_status(e: std::io::Error) -> Status {
+    Status::internal(format!("snapshot io: {e}"))
+}

@@ -1,0 +1,920 @@
+//! Multi-member clusters on loopback: the same scenario runs against real etcd (the
+//! reference; those tests must pass) and against `skiff store` (cluster mode). Each scenario
+//! is `fn scenario(kind: Server) -> anyhow::Result<()>` with one `#[test]` per kind.
+//!
+//! Scenarios: replication and cluster introspection (`member list`, `endpoint status /
+//! health --cluster`, `move-leader`); a minority killed with SIGKILL and caught up; kill -9
+//! of the leader, a follower and a minority under concurrent writes with no acknowledged
+//! write lost; a majority down (puts fail within a bound, never hang); a learner added,
+//! caught up, promoted, then a member removed; a member removed, wiped and added again.
+//!
+//! Agreement is checked two ways: every member's serializable (local) read holds every
+//! acknowledged write, and `endpoint hashkv --rev=R` gives one hash on every member for a
+//! revision R they have all applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use etcd_client::{Client, ConnectOptions};
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::cluster_harness::{
+    etcdctl, grpc_message, last_error_line, must_etcdctl, parse_hashkv, parse_statuses, poll,
+    Cluster,
+};
+use crate::harness::Server;
+
+/// Bound on members converging on the same data after a restart or a rejoin.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on writers acknowledging `PROGRESS_ACKS` more writes (after a failover included).
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+/// New acknowledged writes required between two fault injections.
+const PROGRESS_ACKS: usize = 20;
+/// Concurrent writer threads in the kill -9 under load scenario.
+const WRITERS: usize = 4;
+/// Bound on one put from a writer; past it the outcome is unknown and the writer moves on.
+const WRITER_PUT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bound on one put (all retries included) in `put_many`.
+const PUT_MANY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Concurrent puts in `put_many`.
+const PUT_MANY_CONCURRENCY: usize = 8;
+/// Keys written before adding the learner: with `--snapshot-count` at
+/// `LEARNER_SNAPSHOT_COUNT` it has to catch up through a snapshot (on skiff; etcd keeps
+/// 5,000 entries behind its snapshots, so it may send log entries instead).
+const LEARNER_KEYS: usize = 1_200;
+const LEARNER_SNAPSHOT_COUNT: &str = "100";
+/// Bound on a removed member's process exiting by itself.
+const REMOVED_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// etcdctl's deadline for the put that must fail with the majority down.
+const NO_QUORUM_COMMAND_TIMEOUT_SECS: u64 = 5;
+/// Errors etcd answers a request it cannot commit (client deadline first, or the server's
+/// own request timeout, or an election in progress). The test asserts skiff gives one of
+/// these too.
+const NO_QUORUM_ERRORS: [&str; 6] = [
+    "context deadline exceeded",
+    "etcdserver: request timed out",
+    "etcdserver: request timed out, possibly due to previous leader failure",
+    "etcdserver: request timed out, possibly due to connection lost",
+    "etcdserver: leader changed",
+    "etcdserver: no leader",
+];
+/// The gRPC message (status `Unavailable`) etcd answers a learner asked for a
+/// linearizable read or a write.
+const LEARNER_REFUSAL: &str = "etcdserver: rpc not supported for learner";
+
+fn must(result: anyhow::Result<()>) {
+    if let Err(e) = result {
+        panic!("{e:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Three members: replication, member list, endpoint status / health, move-leader.
+
+fn replication_and_introspection(kind: Server) -> anyhow::Result<()> {
+    let mut c = Cluster::start(kind, 3)?;
+    let url = |c: &Cluster, i: usize| vec![c.members()[i].client_url()];
+
+    let out = must_etcdctl(&url(&c, 0), &["put", "s1/key", "value-1"])?;
+    ensure!(out.trim() == "OK", "put printed {out:?}");
+    for i in [1, 2] {
+        let out = must_etcdctl(&url(&c, i), &["get", "s1/key", "--consistency=l"])?;
+        ensure!(
+            out == "s1/key\nvalue-1\n",
+            "linearizable get via {} printed {out:?}",
+            c.members()[i].name
+        );
+    }
+
+    let list = c.member_list()?;
+    ensure!(list.len() == 3, "member list: {list:?}");
+    for m in c.members() {
+        let info = list
+            .iter()
+            .find(|i| Some(i.id) == m.id)
+            .with_context(|| format!("{} missing from member list {list:?}", m.name))?;
+        ensure!(info.is_started(), "{} not started: {info:?}", m.name);
+        ensure!(info.name == m.name, "name of {:x}: {info:?}", info.id);
+        ensure!(
+            info.peer_urls == [m.peer_url()],
+            "peer URLs of {}: {info:?}",
+            m.name
+        );
+        ensure!(
+            info.client_urls == [m.client_url()],
+            "client URLs of {}: {info:?}",
+            m.name
+        );
+        ensure!(!info.is_learner, "{} is a learner: {info:?}", m.name);
+    }
+    // The simple output says "started" and names the member too.
+    let simple = must_etcdctl(&url(&c, 1), &["member", "list"])?;
+    for m in c.members() {
+        let line = format!(
+            "{}, started, {}, {}, {}, false",
+            m.id_hex(),
+            m.name,
+            m.peer_url(),
+            m.client_url()
+        );
+        ensure!(
+            simple.lines().any(|l| l == line),
+            "member list lacks {line:?}:\n{simple}"
+        );
+    }
+
+    let all_urls: BTreeSet<String> = c.members().iter().map(|m| m.client_url()).collect();
+    let all_ids: BTreeSet<u64> = c.members().iter().filter_map(|m| m.id).collect();
+    let leader = poll(
+        "endpoint status --cluster shows one leader",
+        Duration::from_secs(10),
+        || {
+            let out = etcdctl(
+                &url(&c, 0),
+                &["endpoint", "status", "--cluster", "-w", "json"],
+            )?;
+            let statuses = parse_statuses(&out.stdout).unwrap_or_default();
+            let urls: BTreeSet<String> = statuses.iter().map(|s| s.endpoint.clone()).collect();
+            let ids: BTreeSet<u64> = statuses.iter().map(|s| s.member_id).collect();
+            let leaders: BTreeSet<u64> = statuses.iter().map(|s| s.leader).collect();
+            if out.code != Some(0) || urls != all_urls || ids != all_ids || leaders.len() != 1 {
+                return Ok(Err(format!(
+                    "{} / {}",
+                    out.stdout.trim(),
+                    out.stderr.trim()
+                )));
+            }
+            let leader = *leaders.iter().next().expect("one leader");
+            Ok(if all_ids.contains(&leader) {
+                Ok(leader)
+            } else {
+                Err(format!("leader {leader:x} not a member"))
+            })
+        },
+    )?;
+
+    let out = must_etcdctl(
+        &url(&c, 2),
+        &["endpoint", "health", "--cluster", "-w", "json"],
+    )?;
+    let health: Value =
+        serde_json::from_str(&out).with_context(|| format!("endpoint health JSON: {out}"))?;
+    let health = health
+        .as_array()
+        .with_context(|| format!("endpoint health: {out}"))?;
+    let healthy: BTreeSet<String> = health
+        .iter()
+        .filter(|h| h["health"].as_bool() == Some(true))
+        .filter_map(|h| h["endpoint"].as_str().map(String::from))
+        .collect();
+    ensure!(
+        healthy == all_urls && health.len() == 3,
+        "endpoint health --cluster: {out}"
+    );
+
+    // move-leader goes to the leader's endpoint; etcdctl finds it among --endpoints.
+    let target = c
+        .members()
+        .iter()
+        .filter_map(|m| m.id)
+        .find(|&id| id != leader)
+        .expect("a follower");
+    let all: Vec<String> = all_urls.iter().cloned().collect();
+    let out = must_etcdctl(&all, &["move-leader", &format!("{target:x}")])?;
+    let said = format!("Leadership transferred from {leader:x} to {target:x}");
+    ensure!(
+        out.trim() == said,
+        "move-leader printed {out:?}, expected {said:?}"
+    );
+    poll("leader after move-leader", Duration::from_secs(10), || {
+        let now = c.leader()?;
+        Ok(if now == Some(target) {
+            Ok(())
+        } else {
+            Err(format!("leader is {now:x?}"))
+        })
+    })?;
+
+    // And the cluster still takes writes through the new leader and a follower.
+    must_etcdctl(
+        &url(&c, c.index_of(target)?),
+        &["put", "s1/after-move", "value-2"],
+    )?;
+    let follower = c.index_of(leader)?;
+    let out = must_etcdctl(
+        &url(&c, follower),
+        &["get", "s1/after-move", "--consistency=l"],
+    )?;
+    ensure!(
+        out == "s1/after-move\nvalue-2\n",
+        "get after move-leader printed {out:?}"
+    );
+
+    // A follower stopped gracefully (SIGTERM) misses a write and reads it after a restart.
+    c.member(follower).stop()?;
+    must_etcdctl(
+        &c.running_endpoints(),
+        &["put", "s1/while-stopped", "value-3"],
+    )?;
+    c.member(follower).restart()?;
+    let expected = BTreeMap::from([
+        ("s1/after-move".to_string(), "value-2".to_string()),
+        ("s1/key".to_string(), "value-1".to_string()),
+        ("s1/while-stopped".to_string(), "value-3".to_string()),
+    ]);
+    must_member_holds(&c, follower, "s1/", &expected, true)?;
+    Ok(())
+}
+
+#[test]
+fn three_members_replicate_and_move_leader_etcd() {
+    must(replication_and_introspection(Server::Etcd));
+}
+
+#[test]
+fn three_members_replicate_and_move_leader_skiff() {
+    must(replication_and_introspection(Server::Skiff));
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Five members: kill -9 a minority, keep writing, restart, everyone catches up.
+
+fn minority_kill9_catch_up(kind: Server) -> anyhow::Result<()> {
+    let mut c = Cluster::start(kind, 5)?;
+    let all = c.running_endpoints();
+    let mut expected = put_many(&all, "s2/before/", 50)?;
+
+    // The leader and the member after it: the survivors must elect a new leader too.
+    let leader = leader_index(&mut c)?;
+    let victims = [leader, (leader + 1) % 5];
+    for &v in &victims {
+        c.member(v).kill9()?;
+    }
+    c.wait_leader()?;
+    let survivors = c.running_endpoints();
+    ensure!(survivors.len() == 3, "survivors: {survivors:?}");
+    expected.extend(put_many(&survivors, "s2/during/", 50)?);
+
+    for &v in &victims {
+        c.member(v).restart()?;
+    }
+    c.wait_leader()?;
+    expected.extend(put_many(&all, "s2/after/", 20)?);
+
+    must_all_members_hold(&mut c, "s2/", &expected, true)?;
+    must_hashkv_agree(&mut c)?;
+    Ok(())
+}
+
+#[test]
+fn five_members_minority_kill9_catches_up_etcd() {
+    must(minority_kill9_catch_up(Server::Etcd));
+}
+
+#[test]
+fn five_members_minority_kill9_catches_up_skiff() {
+    must(minority_kill9_catch_up(Server::Skiff));
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Continuous writes while the leader (3 rounds), a follower, then a minority die.
+
+fn kill9_under_load(kind: Server) -> anyhow::Result<()> {
+    let mut c = Cluster::start(kind, 5)?;
+    let writers = Writers::start(c.running_endpoints(), "s3/", WRITERS);
+    writers.wait_progress("before any fault", &c)?;
+
+    for round in 0..3 {
+        let leader = leader_index(&mut c)?;
+        c.member(leader).kill9()?;
+        writers.wait_progress(&format!("leader kill {round}, leader down"), &c)?;
+        c.member(leader).restart()?;
+        writers.wait_progress(&format!("leader kill {round}, restarted"), &c)?;
+    }
+
+    let leader = leader_index(&mut c)?;
+    let follower = (leader + 1) % 5;
+    c.member(follower).kill9()?;
+    writers.wait_progress("follower down", &c)?;
+    c.member(follower).restart()?;
+    writers.wait_progress("follower restarted", &c)?;
+
+    // A minority at once: the leader and a follower.
+    let leader = leader_index(&mut c)?;
+    let minority = [leader, (leader + 2) % 5];
+    for &m in &minority {
+        c.member(m).kill9()?;
+    }
+    writers.wait_progress("minority down", &c)?;
+    for &m in &minority {
+        c.member(m).restart()?;
+    }
+    writers.wait_progress("minority restarted", &c)?;
+
+    let acked = writers.stop();
+    eprintln!("kill -9 under load: {} writes acknowledged", acked.len());
+    c.wait_leader()?;
+    // Puts that timed out may have committed too: every member holds at least the acked ones.
+    must_all_members_hold(&mut c, "s3/", &acked, false)?;
+    must_hashkv_agree(&mut c)?;
+    Ok(())
+}
+
+#[test]
+fn kill9_leader_follower_minority_under_load_etcd() {
+    must(kill9_under_load(Server::Etcd));
+}
+
+#[test]
+fn kill9_leader_follower_minority_under_load_skiff() {
+    must(kill9_under_load(Server::Skiff));
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Majority down: a put fails within a bound (never hangs); after restart nothing is lost.
+
+fn majority_down(kind: Server) -> anyhow::Result<()> {
+    let mut c = Cluster::start(kind, 3)?;
+    let all = c.running_endpoints();
+    let mut expected = put_many(&all, "s4/before/", 20)?;
+
+    // Keep the leader: it must not acknowledge anything without a quorum.
+    let leader = leader_index(&mut c)?;
+    let down: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    for &i in &down {
+        c.member(i).kill9()?;
+    }
+    let survivor = vec![c.members()[leader].client_url()];
+    let timeout_arg = format!("--command-timeout={NO_QUORUM_COMMAND_TIMEOUT_SECS}s");
+    // Through the survivor alone, then through all three endpoints (two refuse connections).
+    for (what, endpoints, key) in [
+        ("survivor", &survivor, "s4/unknown-1"),
+        ("all endpoints", &all, "s4/unknown-2"),
+    ] {
+        let started = Instant::now();
+        let out = etcdctl(endpoints, &[timeout_arg.as_str(), "put", key, "x"])?;
+        let took = started.elapsed();
+        let printed = last_error_line(&out.stderr);
+        let error = grpc_message(&printed);
+        eprintln!(
+            "majority down, put via {what}: exit {:?} after {took:?}: {printed:?}",
+            out.code
+        );
+        ensure!(
+            out.code.is_some(),
+            "put via {what} hung until the harness killed etcdctl ({took:?})"
+        );
+        ensure!(
+            out.code != Some(0),
+            "put via {what} succeeded without a quorum: {}",
+            out.stdout
+        );
+        ensure!(
+            took <= Duration::from_secs(NO_QUORUM_COMMAND_TIMEOUT_SECS + 3),
+            "put via {what} took {took:?}"
+        );
+        ensure!(
+            NO_QUORUM_ERRORS.contains(&error),
+            "put via {what} failed with {printed:?}, not one of etcd's"
+        );
+    }
+    // A linearizable read needs the quorum as well; a serializable one does not.
+    let started = Instant::now();
+    let out = etcdctl(
+        &survivor,
+        &[
+            "--command-timeout=2s",
+            "get",
+            "s4/before/00000",
+            "--consistency=l",
+        ],
+    )?;
+    let printed = last_error_line(&out.stderr);
+    eprintln!(
+        "majority down, linearizable get: exit {:?} after {:?}: {printed:?}",
+        out.code,
+        started.elapsed()
+    );
+    ensure!(
+        out.code.is_some_and(|c| c != 0),
+        "linearizable get without a quorum: {out:?}"
+    );
+    ensure!(
+        NO_QUORUM_ERRORS.contains(&grpc_message(&printed)),
+        "linearizable get failed with {printed:?}, not one of etcd's"
+    );
+    let out = must_etcdctl(&survivor, &["get", "s4/before/00000", "--consistency=s"])?;
+    ensure!(
+        out == format!("s4/before/00000\n{}\n", expected["s4/before/00000"]),
+        "serializable get: {out:?}"
+    );
+
+    for &i in &down {
+        c.member(i).restart()?;
+    }
+    c.wait_leader()?;
+    expected.extend(put_many(&all, "s4/after/", 20)?);
+    must_all_members_hold(&mut c, "s4/", &expected, false)?;
+    must_hashkv_agree(&mut c)?;
+    Ok(())
+}
+
+#[test]
+fn majority_down_put_fails_in_bounded_time_etcd() {
+    must(majority_down(Server::Etcd));
+}
+
+#[test]
+fn majority_down_put_fails_in_bounded_time_skiff() {
+    must(majority_down(Server::Skiff));
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. A learner: added, catches up, refuses linearizable requests, promoted; then a remove.
+
+fn learner_then_remove(kind: Server) -> anyhow::Result<()> {
+    let mut c = Cluster::start_with(kind, 3, &["--snapshot-count", LEARNER_SNAPSHOT_COUNT])?;
+    let voters = c.running_endpoints();
+    let expected = put_many(&voters, "s5/", LEARNER_KEYS)?;
+
+    let learner = c.add_member("m4", true)?;
+    let learner_id = c.members()[learner].id.expect("added member has an ID");
+    let learner_url = vec![c.members()[learner].client_url()];
+    poll("learner listed as started", Duration::from_secs(10), || {
+        let list = c.member_list()?;
+        Ok(match list.iter().find(|m| m.id == learner_id) {
+            Some(m) if m.is_started() && m.is_learner && m.name == "m4" => Ok(()),
+            other => Err(format!("{other:?}")),
+        })
+    })?;
+    let status = c.members()[learner].status()?;
+    ensure!(
+        status.is_learner && status.member_id == learner_id,
+        "learner's endpoint status: {status:?}"
+    );
+
+    // Caught up: its local (serializable) read has every key written before it joined.
+    must_member_holds(&c, learner, "s5/", &expected, true)?;
+
+    // Learners serve serializable reads only. A put fails at once with the refusal; etcdctl
+    // retries a read refused with `Unavailable` until its deadline, so there the refusal
+    // is in its retry log and the last error is the deadline.
+    for (args, last_error) in [
+        (["put", "s5/by-learner", "x"], LEARNER_REFUSAL),
+        (
+            ["get", "s5/00000", "--consistency=l"],
+            "context deadline exceeded",
+        ),
+    ] {
+        let out = etcdctl(
+            &learner_url,
+            &[&["--command-timeout=1s"], &args[..]].concat(),
+        )?;
+        let error = last_error_line(&out.stderr);
+        eprintln!("learner asked {args:?}: exit {:?}: {error:?}", out.code);
+        ensure!(
+            out.code.is_some_and(|c| c != 0),
+            "learner accepted {args:?}: {out:?}"
+        );
+        ensure!(
+            error == last_error && out.stderr.contains(&format!("desc = {LEARNER_REFUSAL}")),
+            "learner refused {args:?} with {error:?}; stderr: {}",
+            out.stderr
+        );
+    }
+
+    let promoted = poll("member promote", CATCH_UP_TIMEOUT, || {
+        let out = etcdctl(&voters, &["member", "promote", &format!("{learner_id:x}")])?;
+        Ok(if out.code == Some(0) {
+            Ok(out.stdout)
+        } else {
+            Err(last_error_line(&out.stderr))
+        })
+    })?;
+    ensure!(
+        promoted.starts_with(&format!("Member {learner_id:x} promoted in cluster ")),
+        "member promote printed {promoted:?}"
+    );
+    let list = c.member_list()?;
+    ensure!(
+        list.len() == 4 && list.iter().all(|m| !m.is_learner && m.is_started()),
+        "after promote: {list:?}"
+    );
+    let out = must_etcdctl(&learner_url, &["get", "s5/00000", "--consistency=l"])?;
+    ensure!(
+        out == format!("s5/00000\n{}\n", expected["s5/00000"]),
+        "promoted member's get: {out:?}"
+    );
+
+    // Remove a follower among the original voters.
+    let leader = c.wait_leader()?;
+    let removed = (0..3)
+        .find(|&i| c.members()[i].id != Some(leader))
+        .expect("a follower");
+    let removed_id = c.members()[removed].id.expect("ID");
+    c.remove_member(removed)?;
+    // A removed member shuts itself down (etcd: "the member has been permanently removed
+    // from the cluster", then the process exits).
+    poll(
+        "removed member exits by itself",
+        REMOVED_EXIT_TIMEOUT,
+        || {
+            Ok(if c.member(removed).is_running() {
+                Err("still running".into())
+            } else {
+                Ok(())
+            })
+        },
+    )?;
+    let list = c.member_list()?;
+    ensure!(
+        list.len() == 3 && list.iter().all(|m| m.id != removed_id),
+        "after remove: {list:?}"
+    );
+
+    c.wait_leader()?;
+    c.wait_healthy()?;
+    let remaining = c.running_endpoints();
+    let after = put_many(&remaining, "s5-after/", 20)?;
+    for i in c.running() {
+        let url = vec![c.members()[i].client_url()];
+        let out = must_etcdctl(&url, &["get", "s5-after/00019", "--consistency=l"])?;
+        ensure!(
+            out == format!("s5-after/00019\n{}\n", after["s5-after/00019"]),
+            "get via {}: {out:?}",
+            c.members()[i].name
+        );
+    }
+    must_hashkv_agree(&mut c)?;
+    Ok(())
+}
+
+#[test]
+fn learner_catches_up_is_promoted_then_member_removed_etcd() {
+    must(learner_then_remove(Server::Etcd));
+}
+
+#[test]
+fn learner_catches_up_is_promoted_then_member_removed_skiff() {
+    must(learner_then_remove(Server::Skiff));
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. A member removed, its data wiped, added again under the same name.
+
+fn replaced_member(kind: Server) -> anyhow::Result<()> {
+    let mut c = Cluster::start(kind, 3)?;
+    let all = c.running_endpoints();
+    let mut expected = put_many(&all, "s6/before/", 50)?;
+
+    let leader = c.wait_leader()?;
+    let victim = (0..3)
+        .find(|&i| c.members()[i].id != Some(leader))
+        .expect("a follower");
+    let old_id = c.members()[victim].id.expect("ID");
+    let name = c.members()[victim].name.clone();
+    c.remove_member(victim)?;
+    c.member(victim).stop()?;
+    c.member(victim).wipe_data()?;
+    c.wait_leader()?;
+    expected.extend(put_many(&c.running_endpoints(), "s6/between/", 20)?);
+
+    let again = c.add_member(&name, false)?;
+    ensure!(again == victim, "re-added member got a new slot");
+    let new_id = c.members()[victim].id.expect("ID");
+    ensure!(
+        new_id != old_id,
+        "re-added member kept its old ID {old_id:x}"
+    );
+    poll("member list after re-add", Duration::from_secs(10), || {
+        let list = c.member_list()?;
+        let ok = list.len() == 3
+            && list
+                .iter()
+                .all(|m| m.id != old_id && m.is_started() && !m.is_learner)
+            && list.iter().any(|m| m.id == new_id && m.name == name);
+        Ok(if ok { Ok(()) } else { Err(format!("{list:?}")) })
+    })?;
+    must_member_holds(&c, victim, "s6/", &expected, true)?;
+
+    c.wait_leader()?;
+    expected.extend(put_many(&all, "s6/after/", 20)?);
+    let url = vec![c.members()[victim].client_url()];
+    let out = must_etcdctl(&url, &["get", "s6/after/00000", "--consistency=l"])?;
+    ensure!(
+        out == format!("s6/after/00000\n{}\n", expected["s6/after/00000"]),
+        "get via re-added member: {out:?}"
+    );
+    must_all_members_hold(&mut c, "s6/", &expected, true)?;
+    must_hashkv_agree(&mut c)?;
+    Ok(())
+}
+
+#[test]
+fn removed_member_wiped_and_readded_rejoins_etcd() {
+    must(replaced_member(Server::Etcd));
+}
+
+#[test]
+fn removed_member_wiped_and_readded_rejoins_skiff() {
+    must(replaced_member(Server::Skiff));
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks shared by the scenarios.
+
+/// `get <prefix> --prefix --consistency=s` on one member, as key → value.
+fn read_serializable(
+    c: &Cluster,
+    index: usize,
+    prefix: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let url = vec![c.members()[index].client_url()];
+    let out = must_etcdctl(&url, &["get", prefix, "--prefix", "--consistency=s"])?;
+    let lines: Vec<&str> = out.lines().collect();
+    ensure!(
+        lines.len().is_multiple_of(2),
+        "odd number of lines from get --prefix: {out:?}"
+    );
+    Ok(lines
+        .chunks(2)
+        .map(|kv| (kv[0].to_string(), kv[1].to_string()))
+        .collect())
+}
+
+/// Polls one member's serializable read of `prefix` until it holds every `expected` pair
+/// (`exact`: and nothing else).
+fn must_member_holds(
+    c: &Cluster,
+    index: usize,
+    prefix: &str,
+    expected: &BTreeMap<String, String>,
+    exact: bool,
+) -> anyhow::Result<()> {
+    let name = c.members()[index].name.clone();
+    poll(
+        &format!("{name} holds {} keys under {prefix}", expected.len()),
+        CATCH_UP_TIMEOUT,
+        || {
+            let got = match read_serializable(c, index, prefix) {
+                Ok(got) => got,
+                Err(e) => return Ok(Err(format!("{e:#}"))),
+            };
+            let missing: Vec<&String> = expected
+                .keys()
+                .filter(|k| got.get(*k) != Some(&expected[*k]))
+                .collect();
+            let extra: Vec<&String> = got.keys().filter(|k| !expected.contains_key(*k)).collect();
+            if missing.is_empty() && (!exact || extra.is_empty()) {
+                return Ok(Ok(()));
+            }
+            Ok(Err(format!(
+                "{} missing or different (first {:?}), {} unexpected (first {:?})",
+                missing.len(),
+                missing.first(),
+                extra.len(),
+                extra.first()
+            )))
+        },
+    )
+}
+
+/// [`must_member_holds`] for every running member.
+fn must_all_members_hold(
+    c: &mut Cluster,
+    prefix: &str,
+    expected: &BTreeMap<String, String>,
+    exact: bool,
+) -> anyhow::Result<()> {
+    for i in c.running() {
+        must_member_holds(c, i, prefix, expected, exact)?;
+    }
+    Ok(())
+}
+
+/// Every member of the cluster (`--cluster`) hashes the same history up to the current
+/// revision: `endpoint hashkv --cluster --rev=R`, polled until all have applied R.
+fn must_hashkv_agree(c: &mut Cluster) -> anyhow::Result<()> {
+    let endpoints = c.running_endpoints();
+    let out = must_etcdctl(&endpoints, &["get", "hashkv-probe", "-w", "json"])?;
+    let header: Value =
+        serde_json::from_str(&out).with_context(|| format!("get -w json: {out}"))?;
+    let revision = header["header"]["revision"]
+        .as_i64()
+        .with_context(|| format!("no revision in {out}"))?;
+    let members = c.member_list()?.len();
+    let rev_arg = format!("--rev={revision}");
+    let hashes = poll(
+        &format!("hashkv at revision {revision} from {members} members"),
+        CATCH_UP_TIMEOUT,
+        || {
+            let out = etcdctl(
+                &endpoints,
+                &[
+                    "endpoint",
+                    "hashkv",
+                    "--cluster",
+                    rev_arg.as_str(),
+                    "-w",
+                    "json",
+                ],
+            )?;
+            let hashes = parse_hashkv(&out.stdout).unwrap_or_default();
+            Ok(if out.code == Some(0) && hashes.len() == members {
+                Ok(hashes)
+            } else {
+                Err(format!(
+                    "{} answered: {}",
+                    hashes.len(),
+                    last_error_line(&out.stderr)
+                ))
+            })
+        },
+    )?;
+    let first = &hashes[0];
+    for h in &hashes {
+        ensure!(
+            h.hash == first.hash && h.compact_revision == first.compact_revision,
+            "hashkv at revision {revision} differs: {hashes:#?}"
+        );
+    }
+    Ok(())
+}
+
+/// The index of the member the running members agree is the leader.
+fn leader_index(c: &mut Cluster) -> anyhow::Result<usize> {
+    let id = c.wait_leader()?;
+    c.index_of(id)
+}
+
+fn client_options() -> ConnectOptions {
+    ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(2))
+        .with_timeout(WRITER_PUT_TIMEOUT)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Puts `<prefix><i:05>` = `value-<i>` for i in 0..n through `endpoints`, a few at a time,
+/// retrying each put (same key and value, so a retry is harmless) until it is acknowledged
+/// or [`PUT_MANY_TIMEOUT`] passes. Returns what was written.
+fn put_many(
+    endpoints: &[String],
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let pairs: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("{prefix}{i:05}"), format!("value-{i}")))
+        .collect();
+    runtime().block_on(async {
+        let client = Client::connect(endpoints, Some(client_options())).await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..PUT_MANY_CONCURRENCY {
+            let mine: Vec<(String, String)> = pairs
+                .iter()
+                .skip(t)
+                .step_by(PUT_MANY_CONCURRENCY)
+                .cloned()
+                .collect();
+            let mut kv = client.kv_client();
+            tasks.spawn(async move {
+                for (key, value) in mine {
+                    let deadline = Instant::now() + PUT_MANY_TIMEOUT;
+                    loop {
+                        let put = tokio::time::timeout(
+                            WRITER_PUT_TIMEOUT,
+                            kv.put(key.clone(), value.clone(), None),
+                        );
+                        match put.await {
+                            Ok(Ok(_)) => break,
+                            Ok(Err(e)) if Instant::now() > deadline => bail!("put {key}: {e}"),
+                            Err(_) if Instant::now() > deadline => bail!("put {key}: no answer"),
+                            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                        }
+                    }
+                }
+                Ok(())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.context("put task panicked")??;
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(pairs.into_iter().collect())
+}
+
+/// Writer threads that put unique keys (`<prefix>w<id>/<seq>`) until stopped, each with
+/// its own runtime and one client per member; a writer whose put fails or times out moves
+/// to the next member. Only acknowledged puts are recorded.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeMap<String, String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Writers {
+    fn start(endpoints: Vec<String>, prefix: &str, count: usize) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(BTreeMap::new()));
+        let threads = (0..count)
+            .map(|id| {
+                let (endpoints, prefix) = (endpoints.clone(), prefix.to_string());
+                let (stop, acked) = (stop.clone(), acked.clone());
+                std::thread::spawn(move || {
+                    runtime().block_on(writer(id, endpoints, prefix, stop, acked))
+                })
+            })
+            .collect();
+        Writers {
+            stop,
+            acked,
+            threads,
+        }
+    }
+
+    /// Waits until [`PROGRESS_ACKS`] more writes are acknowledged.
+    fn wait_progress(&self, when: &str, c: &Cluster) -> anyhow::Result<()> {
+        let target = self.acked.lock().len() + PROGRESS_ACKS;
+        let deadline = Instant::now() + PROGRESS_TIMEOUT;
+        while self.acked.lock().len() < target {
+            if Instant::now() > deadline {
+                bail!(
+                    "{when}: writes stopped being acknowledged for {PROGRESS_TIMEOUT:?}{}",
+                    c.log_tails()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Stops the writers (each within one put timeout) and returns the acknowledged writes.
+    fn stop(mut self) -> BTreeMap<String, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in std::mem::take(&mut self.threads) {
+            t.join().expect("writer thread panicked");
+        }
+        let acked = self.acked.lock().clone();
+        acked
+    }
+}
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn writer(
+    id: usize,
+    endpoints: Vec<String>,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeMap<String, String>>>,
+) {
+    let mut clients: Vec<Option<Client>> = vec![None; endpoints.len()];
+    let mut target = id % endpoints.len();
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        // A fresh key per attempt: a put that timed out may still commit later.
+        let key = format!("{prefix}w{id}/{seq:08}");
+        let value = format!("v{id}-{seq}");
+        seq += 1;
+        if clients[target].is_none() {
+            let connect = Client::connect([endpoints[target].as_str()], Some(client_options()));
+            clients[target] = tokio::time::timeout(WRITER_PUT_TIMEOUT, connect)
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        let put = match clients[target].as_mut() {
+            Some(client) => {
+                tokio::time::timeout(
+                    WRITER_PUT_TIMEOUT,
+                    client.put(key.as_str(), value.as_str(), None),
+                )
+                .await
+            }
+            None => Ok(Err(etcd_client::Error::InvalidArgs("not connected".into()))),
+        };
+        match put {
+            Ok(Ok(_)) => {
+                acked.lock().insert(key, value);
+            }
+            _ => {
+                target = (target + 1) % endpoints.len();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
