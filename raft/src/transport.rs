@@ -145,6 +145,8 @@ struct Inner {
     snapshots: Arc<dyn SnapshotStore>,
     snapshots_in_flight: Mutex<HashSet<u64>>,
     metrics: TransportMetrics,
+    /// Peer tasks run here, whichever thread adds the peer (the applier is not a tokio thread).
+    runtime: tokio::runtime::Handle,
 }
 
 /// The sending side and the gRPC service of one member. Clones share state.
@@ -154,6 +156,7 @@ pub struct Transport {
 }
 
 impl Transport {
+    /// Must be called within a tokio runtime: peer tasks are spawned on it.
     pub fn new(
         cluster_id: u64,
         self_id: u64,
@@ -169,6 +172,7 @@ impl Transport {
                 snapshots,
                 snapshots_in_flight: Mutex::new(HashSet::new()),
                 metrics: metrics.unwrap_or_else(TransportMetrics::unregistered),
+                runtime: tokio::runtime::Handle::current(),
             }),
         }
     }
@@ -180,7 +184,6 @@ impl Transport {
     }
 
     /// Adds a peer, or points an existing one at a new URL (its stream is re-dialed).
-    /// Must be called from within a tokio runtime.
     pub fn set_peer(&self, id: u64, url: &str) {
         if id == self.inner.self_id {
             return;
@@ -193,7 +196,7 @@ impl Transport {
             old.task.abort();
         }
         let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
-        let task = tokio::spawn(run_peer(self.inner.clone(), id, url.to_string(), rx));
+        let task = self.inner.runtime.spawn(run_peer(self.inner.clone(), id, url.to_string(), rx));
         info!(peer = format_args!("{id:x}"), url, "added peer");
         peers.insert(id, Peer { url: url.to_string(), tx, task });
     }
@@ -225,7 +228,7 @@ impl Transport {
             return; // raft-rs waits for the report before sending another
         }
         let inner = self.inner.clone();
-        tokio::spawn(async move {
+        self.inner.runtime.clone().spawn(async move {
             let result = send_snapshot(&inner, msg).await;
             inner.snapshots_in_flight.lock().remove(&to);
             let peer = format!("{to:x}");

@@ -122,34 +122,46 @@ pub struct Applier {
 
 impl Applier {
     /// Runs the apply loop on a dedicated thread until the committed stream ends.
-    pub fn spawn(self, mut committed: mpsc::Receiver<Committed>) -> std::thread::JoinHandle<()> {
+    pub fn spawn(self, committed: mpsc::Receiver<Committed>) -> std::thread::JoinHandle<()> {
         std::thread::Builder::new()
             .name("skiff-apply".into())
             .spawn(move || {
-                while let Some(batch) = committed.blocking_recv() {
-                    let mut last = 0;
-                    if let Some(meta) = &batch.snapshot {
-                        self.install_snapshot(meta);
-                        last = meta.index;
-                    }
-                    for entry in &batch.entries {
-                        self.current_term.set(entry.term);
-                        match entry.get_entry_type() {
-                            EntryType::EntryConfChangeV2 => self.apply_conf_change(entry),
-                            EntryType::EntryNormal => self.apply_entry(entry.index, entry.get_data()),
-                            // Never proposed by Skiff (it uses conf change v2 only).
-                            EntryType::EntryConfChange => {
-                                error!(index = entry.index, "unexpected v1 conf change entry; skipped")
-                            }
-                        }
-                        last = entry.index;
-                    }
-                    if last > 0 {
-                        self.node.applied(last);
-                    }
+                // A panic here means the state machine cannot go on (a failed RocksDB
+                // write, an undecodable entry); serving on without applying would be
+                // worse than stopping, so the process exits as after a crash, and raft
+                // replays from the last consistent index on restart.
+                let run = std::panic::AssertUnwindSafe(|| self.run(committed));
+                if std::panic::catch_unwind(run).is_err() {
+                    error!("the apply loop panicked; exiting");
+                    std::process::exit(70);
                 }
             })
             .expect("spawning the apply thread")
+    }
+
+    fn run(&self, mut committed: mpsc::Receiver<Committed>) {
+        while let Some(batch) = committed.blocking_recv() {
+            let mut last = 0;
+            if let Some(meta) = &batch.snapshot {
+                self.install_snapshot(meta);
+                last = meta.index;
+            }
+            for entry in &batch.entries {
+                self.current_term.set(entry.term);
+                match entry.get_entry_type() {
+                    EntryType::EntryConfChangeV2 => self.apply_conf_change(entry),
+                    EntryType::EntryNormal => self.apply_entry(entry.index, entry.get_data()),
+                    // Never proposed by Skiff (it uses conf change v2 only).
+                    EntryType::EntryConfChange => {
+                        error!(index = entry.index, "unexpected v1 conf change entry; skipped")
+                    }
+                }
+                last = entry.index;
+            }
+            if last > 0 {
+                self.node.applied(last);
+            }
+        }
     }
 
     /// Replaces the state machine with a snapshot the leader sent (its raft marker is

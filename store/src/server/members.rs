@@ -212,7 +212,9 @@ pub async fn update(server: &EtcdServer, id: u64, peer_urls: Vec<String>) -> Res
 }
 
 /// Publishes this member's name and client URLs through raft once a leader exists, and
-/// again whenever the recorded ones differ (e.g. restarted with new flags).
+/// again whenever the recorded ones differ (e.g. restarted with new flags). Until they are
+/// recorded the member does not serve clients (`EtcdServer::ready`), as etcd waits for its
+/// publish before serving, so every client sees the member listed with its name.
 pub fn spawn_publish_attributes(server: Arc<EtcdServer>) {
     tokio::spawn(async move {
         loop {
@@ -224,6 +226,7 @@ pub fn spawn_publish_attributes(server: Arc<EtcdServer>) {
             let Some(current) = current else { continue };
             let want_urls = server.config.advertise_client_urls.clone();
             if current.name == server.config.name && current.client_urls == want_urls {
+                server.ready.send_replace(true);
                 return;
             }
             let req = skiffpb::MemberAttributes {
@@ -233,7 +236,8 @@ pub fn spawn_publish_attributes(server: Arc<EtcdServer>) {
             };
             match server.propose(Request::MemberAttributes(req)).await {
                 Ok(_) => {
-                    info!(name = %server.config.name, "published member attributes");
+                    info!(name = %server.config.name, "published member attributes; ready to serve clients");
+                    server.ready.send_replace(true);
                     return;
                 }
                 Err(e) => warn!(error = %e, "publishing member attributes failed; retrying"),

@@ -69,6 +69,9 @@ pub struct EtcdServer {
     /// gRPC channels to other members' client URLs, for requests only the leader serves
     /// (lease keep-alives, membership changes), by member id.
     client_channels: Mutex<std::collections::HashMap<u64, tonic::transport::Channel>>,
+    /// Whether this member's attributes are in the membership: client listeners accept
+    /// connections only from then on.
+    pub ready: tokio::sync::watch::Sender<bool>,
     next_request_id: AtomicU64,
     started: Instant,
 }
@@ -401,6 +404,7 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
         membership: membership.clone(),
         transport: transport.clone(),
         client_channels: Mutex::new(Default::default()),
+        ready: tokio::sync::watch::channel(false).0,
         next_request_id: AtomicU64::new(first_id),
         started: Instant::now(),
     });
@@ -417,7 +421,13 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
         client_addrs.push(local);
         info!(address = %local, "serving client traffic (gRPC + HTTP)");
         let router = http::router(server.clone(), true);
+        let mut ready = server.ready.subscribe();
         tokio::spawn(async move {
+            // Bound now (so the port is ours), accepted once ready: connections wait in
+            // the backlog meanwhile, as with etcd.
+            if ready.wait_for(|r| *r).await.is_err() {
+                return;
+            }
             if let Err(e) = h2shim::serve(listener, router).await {
                 warn!(error = %e, "client listener stopped");
             }
