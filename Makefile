@@ -40,6 +40,9 @@ test: rocksdb
 	$(CARGO) test --locked --workspace --no-fail-fast
 	# Failpoints are process-wide, so the WAL's failpoint tests are their own binary and feature.
 	$(CARGO) test --locked -p skiff-raft --features failpoints --test failpoints
+	# A crash at each durability step of a cluster member: the skiff binary rebuilt with
+	# failpoints compiled in (inert unless FAILPOINTS names one), then only those tests.
+	$(CARGO) test --locked -p skiff --features failpoints --test it cluster::failpoints::
 
 clippy: rocksdb
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings

@@ -48,7 +48,32 @@ fn init_tracing(level: &str) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+/// With the `failpoints` feature: arm the failpoints named in `FAILPOINTS` and make any
+/// panic abort the process at once, so a failpoint's `panic` action is a crash at exactly
+/// that durability step (no unwinding, no destructors, no flush), as `kill -9` there.
+#[cfg(feature = "failpoints")]
+fn arm_failpoints() {
+    std::mem::forget(fail::FailScenario::setup());
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for ctrl-c")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "failpoints")]
+    arm_failpoints();
     let cli = Cli::parse();
     match cli.command {
         Command::Store(args) => {
@@ -58,9 +83,9 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(async move {
                 let running = skiff_store::server::start(config).await?;
                 tracing::info!(addrs = ?running.client_addrs, "ready to serve client requests");
-                tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
-                tracing::info!("received interrupt, stopping");
-                running.server.node.stop().await;
+                shutdown_signal().await?;
+                tracing::info!("received a stop signal, stopping");
+                running.server.stop().await;
                 anyhow::Ok(())
             })
         }

@@ -588,9 +588,10 @@ impl Driver {
                 let _ = done_tx.send(result.map_err(|e| e.to_string()));
             }),
         };
+        fail::fail_point!("node::before_snapshot_persist");
         self.writer.submit_async(task).await.map_err(|e| Error::Storage(e.to_string()))?;
         match done_rx.await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => fail::fail_point!("node::after_snapshot_persist"),
             Ok(Err(e)) => return Err(Error::Storage(e)),
             Err(_) => return Err(Error::Stopped),
         }

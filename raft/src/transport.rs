@@ -537,6 +537,7 @@ impl RaftTransport for Service {
             let _ = tokio::fs::remove_file(&part).await;
             return Err(Status::data_loss(format!("snapshot truncated: {received} of {total} bytes")));
         }
+        fail::fail_point!("transport::before_snapshot_save");
         file.sync_all().await.map_err(io_status)?;
         drop(file);
         tokio::fs::rename(&part, &path).await.map_err(io_status)?;
@@ -547,6 +548,7 @@ impl RaftTransport for Service {
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(io_status)?;
         }
+        fail::fail_point!("transport::after_snapshot_save");
         let from = format!("{:x}", msg.from);
         info!(from = %from, index = meta.index, term = meta.term, bytes = received, "received snapshot");
         self.inner.metrics.snapshot_receive_success.with_label_values(&[&from]).inc();

@@ -951,3 +951,6 @@ async fn writer(
         }
     }
 }
+
+#[cfg(feature = "failpoints")]
+mod failpoints;

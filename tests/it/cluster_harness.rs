@@ -68,6 +68,8 @@ pub struct Member {
     dir: PathBuf,
     /// The flags the process was last started with; `restart` reuses them.
     args: Vec<String>,
+    /// Extra environment for the next starts (e.g. `FAILPOINTS`); `restart_with_env` sets it.
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -144,10 +146,32 @@ impl Member {
     /// member that includes `--initial-cluster-state new`: etcd ignores the initial-cluster
     /// flags once its data dir holds a WAL, as a systemd unit restarting it relies on) and
     /// waits until it serves.
+    /// Extra environment from `restart_with_env` is dropped.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         ensure!(!self.is_running(), "{} is still running", self.name);
+        self.env.clear();
         self.spawn()?;
         self.wait_ready()
+    }
+
+    /// Starts the process again with `env` added (replacing any earlier extra environment)
+    /// and does not wait for it to serve: with a failpoint armed it may crash on the way.
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        ensure!(!self.is_running(), "{} is still running", self.name);
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.spawn()
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; true if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.is_running() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        true
     }
 
     /// Deletes the data dir of a member that is not running.
@@ -211,6 +235,10 @@ impl Member {
                 cmd.env_remove(&key);
             }
         }
+        cmd.env_remove("FAILPOINTS");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -226,7 +254,7 @@ impl Member {
     }
 
     /// Polls until the member answers `endpoint status` and knows a leader.
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
+    pub fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + MEMBER_READY_TIMEOUT;
         loop {
             let last;
@@ -586,6 +614,7 @@ impl Cluster {
             kind: self.kind,
             dir,
             args: Vec::new(),
+            env: Vec::new(),
             child: None,
         })
     }

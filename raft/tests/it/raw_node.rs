@@ -137,9 +137,10 @@ fn single_voter_commits_through_the_wal_and_restarts_from_it() {
         "commit {} < {last_index}",
         state.hard_state.commit
     );
+    // The log proper starts after the bootstrap marker at index 1.
     let entries = storage
         .entries(
-            1,
+            storage.first_index().unwrap(),
             last_index + 1,
             None,
             raft::GetEntriesContext::empty(false),

@@ -169,7 +169,10 @@ impl Applier {
     fn install_snapshot(&self, meta: &SnapshotMetadata) {
         let file = crate::snapshot::raft_snapshot_path(&self.snap_dir, meta.index, meta.term);
         info!(index = meta.index, term = meta.term, file = %file.display(), "installing snapshot");
-        if let Err(e) = self.mvcc.restore_from_snapshot(&file, &self.snap_dir) {
+        fail::fail_point!("apply::before_snapshot_install");
+        let installed = self.mvcc.restore_from_snapshot(&file, &self.snap_dir);
+        fail::fail_point!("apply::after_snapshot_install");
+        if let Err(e) = installed {
             // The raft log now starts after this snapshot: without it this member cannot go
             // on. A restart retries the install from the same file (etcd panics here too).
             error!(error = %e, file = %file.display(), "installing the snapshot failed");

@@ -72,6 +72,8 @@ pub struct EtcdServer {
     /// Whether this member's attributes are in the membership: client listeners accept
     /// connections only from then on.
     pub ready: tokio::sync::watch::Sender<bool>,
+    /// Set by `stop`: the raft node ending afterwards is the shutdown, not a failure.
+    stopping: std::sync::atomic::AtomicBool,
     next_request_id: AtomicU64,
     started: Instant,
 }
@@ -218,6 +220,12 @@ impl EtcdServer {
         Err(Error::NoSpace)
     }
 
+    /// Stops the raft node for a clean shutdown.
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.node.stop().await;
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -260,7 +268,7 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
             config.member_id = id.member_id;
             config.cluster_id = id.cluster_id;
         }
-        None if config.initial_cluster_state == ClusterState::Existing && mvcc.membership()?.is_none() => {
+        None if config.initial_cluster_state == ClusterState::Existing && stored_membership(&mvcc)?.is_none() => {
             let others: Vec<String> = config
                 .initial_cluster
                 .iter()
@@ -279,7 +287,7 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
             joining = Some(membership);
         }
         None => {
-            if mvcc.membership()?.is_none() {
+            if stored_membership(&mvcc)?.is_none() {
                 // A new cluster: every initial member records the same membership, as the
                 // state at the bootstrap index.
                 let membership = Membership::bootstrap(&config.initial_cluster);
@@ -314,7 +322,7 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
         mvcc.restore_from_snapshot(&file, &snap_dir)
             .map_err(|e| anyhow::anyhow!("installing snapshot {} failed: {e}", file.display()))?;
     }
-    let membership = match mvcc.membership()? {
+    let membership = match stored_membership(&mvcc)? {
         Some(bytes) => {
             let m = Membership::decode(&bytes)?;
             storage.set_conf_state(m.conf_state());
@@ -368,7 +376,7 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
         max_size_per_msg: 1024 * 1024,
         max_inflight_msgs: 256,
     };
-    let (node, committed, _join) = node::start(node_config, storage.clone(), writer, Arc::new(transport.clone()))?;
+    let (node, committed, node_task) = node::start(node_config, storage.clone(), writer, Arc::new(transport.clone()))?;
     transport.set_node(node.clone());
     let waiters = Arc::new(Waiters::default());
     let alarms = Arc::new(Alarms::load(&mvcc)?);
@@ -405,8 +413,21 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
         transport: transport.clone(),
         client_channels: Mutex::new(Default::default()),
         ready: tokio::sync::watch::channel(false).0,
+        stopping: std::sync::atomic::AtomicBool::new(false),
         next_request_id: AtomicU64::new(first_id),
         started: Instant::now(),
+    });
+
+    // The raft node ends on its own only on a fatal storage error (a failed WAL write or
+    // fsync poisons the log). A member that cannot persist must not keep answering: exit,
+    // as etcd panics, and let a restart recover from what is on disk.
+    let s = server.clone();
+    tokio::spawn(async move {
+        let _ = node_task.await;
+        if !s.stopping.load(Ordering::Acquire) {
+            tracing::error!("the raft node stopped on a fatal error; exiting");
+            std::process::exit(1);
+        }
     });
 
     let peer_addrs = peer::serve(&config.listen_peer, &transport, config.cluster_id, membership).await?;
@@ -442,6 +463,11 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
         });
     }
     Ok(RunningServer { server, client_addrs, peer_addrs })
+}
+
+/// The membership the state machine holds; an empty record (a restored snapshot) is none.
+fn stored_membership(mvcc: &MvccStore) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(mvcc.membership()?.filter(|b| !b.is_empty()))
 }
 
 /// Lease expiry, auto compaction, RocksDB flush + raft log compaction, metrics refresh.
@@ -533,8 +559,11 @@ pub fn restore_snapshot(file: &std::path::Path, data_dir: &std::path::Path) -> a
     std::fs::create_dir_all(&member)?;
     crate::snapshot::restore(file, &member.join("kv"))?;
     let mvcc = MvccStore::open(&member.join("kv"), MvccConfig::default())?;
-    // An empty write txn records consistent index 0: the new raft log starts at 1.
-    mvcc.write().commit(0)?;
+    // Consistent index 0 and no membership: the restored member bootstraps a new cluster
+    // from its flags on first start, as after `etcdctl snapshot restore`.
+    let mut w = mvcc.write();
+    w.set_membership(Vec::new());
+    w.commit(0)?;
     mvcc.flush()?;
     Ok(())
 }
