@@ -133,6 +133,8 @@ impl TransportMetrics {
 
 struct Peer {
     url: String,
+    /// When the current stream to it was established; `None` while it is unreachable.
+    active_since: Option<std::time::Instant>,
     tx: mpsc::Sender<Message>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -198,7 +200,7 @@ impl Transport {
         let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
         let task = self.inner.runtime.spawn(run_peer(self.inner.clone(), id, url.to_string(), rx));
         info!(peer = format_args!("{id:x}"), url, "added peer");
-        peers.insert(id, Peer { url: url.to_string(), tx, task });
+        peers.insert(id, Peer { url: url.to_string(), active_since: None, tx, task });
     }
 
     pub fn remove_peer(&self, id: u64) {
@@ -206,6 +208,12 @@ impl Transport {
             p.task.abort();
             info!(peer = format_args!("{id:x}"), "removed peer");
         }
+    }
+
+    /// Since when the stream to `id` has been up (etcd's `ActiveSince`); `None` if it is
+    /// down or unknown.
+    pub fn active_since(&self, id: u64) -> Option<std::time::Instant> {
+        self.inner.peers.lock().get(&id).and_then(|p| p.active_since)
     }
 
     /// (id, url) of every peer, sorted by id.
@@ -329,6 +337,7 @@ async fn run_peer(inner: Arc<Inner>, id: u64, url: String, mut rx: mpsc::Receive
             info!(peer = %peer, "peer reachable again");
             logged_down = false;
         }
+        set_active(&inner, id, Some(std::time::Instant::now()));
         backoff = RECONNECT_BACKOFF_MIN;
         let mut client = RaftTransportClient::new(channel)
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
@@ -358,11 +367,18 @@ async fn run_peer(inner: Arc<Inner>, id: u64, url: String, mut rx: mpsc::Receive
             }
         }
         call.abort();
+        set_active(&inner, id, None);
         inner.metrics.sent_failures.with_label_values(&[&peer]).inc();
         if let Some(node) = inner.node.get() {
             node.report_unreachable(id);
         }
         tokio::time::sleep(backoff).await;
+    }
+}
+
+fn set_active(inner: &Inner, id: u64, since: Option<std::time::Instant>) {
+    if let Some(p) = inner.peers.lock().get_mut(&id) {
+        p.active_since = since;
     }
 }
 

@@ -952,5 +952,104 @@ async fn writer(
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// 7. Membership requests etcd refuses: the same answers from skiff.
+
+/// Runs refused (and one accepted) membership requests against a 3-member cluster and
+/// returns, per request, the exit status and etcd's message (IDs replaced by names).
+fn membership_answers(kind: Server) -> anyhow::Result<Vec<String>> {
+    let mut c = Cluster::start(kind, 3)?;
+    let ids: Vec<String> = c.members().iter().map(|m| m.id_hex()).collect();
+    let peer1 = c.members()[1].peer_url();
+    let requests: Vec<Vec<String>> = vec![
+        vec!["member".into(), "add".into(), "dup".into(), format!("--peer-urls={peer1}")],
+        vec!["member".into(), "remove".into(), "abcdef".into()],
+        vec!["member".into(), "promote".into(), ids[2].clone()],
+        vec!["member".into(), "promote".into(), "abcdef".into()],
+        vec!["member".into(), "update".into(), "abcdef".into(), "--peer-urls=http://127.0.0.1:1".into()],
+        vec!["member".into(), "update".into(), ids[1].clone(), format!("--peer-urls={peer1}")],
+    ];
+    // etcd refuses a membership change as "unhealthy" until every member has been
+    // connected for 5 s (its strict reconfiguration check); both must do so, then answer.
+    poll("a healthy cluster for membership changes", Duration::from_secs(20), || {
+        let out = c.etcdctl(&requests[0])?;
+        let error = last_error_line(&out.stderr);
+        Ok(if error.contains("unhealthy cluster") { Err(error) } else { Ok(()) })
+    })?;
+    let mut answers = Vec::new();
+    for args in &requests {
+        let out = c.etcdctl(args)?;
+        let mut answer = if out.code == Some(0) {
+            format!("ok: {}", out.stdout.trim())
+        } else {
+            format!("error: {}", grpc_message(&last_error_line(&out.stderr)))
+        };
+        for (i, id) in ids.iter().enumerate() {
+            answer = answer.replace(id.as_str(), &format!("<member {i}>"));
+        }
+        // The cluster ID differs between runs and implementations.
+        if let Some(at) = answer.find(" in cluster ") {
+            answer.truncate(at);
+        }
+        let mut request = args.join(" ").replace(&peer1, "<peer 1>");
+        for (i, id) in ids.iter().enumerate() {
+            request = request.replace(id.as_str(), &format!("<member {i}>"));
+        }
+        answers.push(format!("{request} -> {answer}"));
+    }
+    // Nothing above changed the membership.
+    let list = c.member_list()?;
+    ensure!(list.len() == 3 && list.iter().all(|m| m.is_started() && !m.is_learner), "{list:?}");
+    Ok(answers)
+}
+
+#[test]
+fn membership_requests_get_etcds_answers() {
+    let etcd = membership_answers(Server::Etcd).unwrap();
+    let skiff = membership_answers(Server::Skiff).unwrap();
+    assert_eq!(skiff, etcd, "skiff answered membership requests differently from etcd");
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. Skiff only: learners promoted by themselves, and members that must not start.
+
+#[test]
+fn learners_are_promoted_automatically_with_the_flag() {
+    let mut c = Cluster::start_with(Server::Skiff, 3, &["--auto-promote-learners=true"]).unwrap();
+    let expected = put_many(&c.running_endpoints(), "s8/", 50).unwrap();
+    let learner = c.add_member("m4", true).unwrap();
+    let id = c.members()[learner].id.expect("ID");
+    must(poll("the learner promoted without `member promote`", CATCH_UP_TIMEOUT, || {
+        let list = c.member_list()?;
+        Ok(match list.iter().find(|m| m.id == id) {
+            Some(m) if !m.is_learner && m.is_started() => Ok(()),
+            other => Err(format!("{other:?}")),
+        })
+    }));
+    must(must_member_holds(&c, learner, "s8/", &expected, true));
+}
+
+/// A member whose data dir is gone, started again as if bootstrapping (same flags), or one
+/// started with another cluster token, must not start: etcd refuses the first with "member
+/// … has already been bootstrapped"; skiff refuses both with a clear error.
+#[test]
+fn a_wiped_member_or_a_foreign_token_is_refused_at_start() {
+    let mut c = Cluster::start(Server::Skiff, 3).unwrap();
+    let victim = (leader_index(&mut c).unwrap() + 1) % 3;
+    c.member(victim).kill9().unwrap();
+    c.member(victim).wipe_data().unwrap();
+    for (flags, want) in [
+        (vec![], "has already been bootstrapped"),
+        (vec![("--initial-cluster-token", "someone-elses")], "cluster ID mismatch"),
+    ] {
+        c.member(victim).set_flags(&flags);
+        c.member(victim).restart_with_env(&[]).unwrap();
+        assert!(c.member(victim).wait_exit(Duration::from_secs(20)), "the member started anyway");
+        let log = c.members()[victim].log();
+        assert!(log.contains(want), "no {want:?} in the log:\n{}", c.members()[victim].log_tail());
+        c.member(victim).wipe_data().unwrap();
+    }
+}
+
 #[cfg(feature = "failpoints")]
 mod failpoints;

@@ -162,6 +162,15 @@ impl Member {
         self.spawn()
     }
 
+    /// Replaces the value of each `(flag, value)` in the flags of the next start.
+    pub fn set_flags(&mut self, flags: &[(&str, &str)]) {
+        for (flag, value) in flags {
+            if let Some(i) = self.args.iter().position(|a| a == flag) {
+                self.args[i + 1] = value.to_string();
+            }
+        }
+    }
+
     /// Waits up to `timeout` for the process to exit by itself; true if it did.
     pub fn wait_exit(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -187,6 +196,11 @@ impl Member {
                 .with_context(|| format!("removing {}", data.display()))?;
         }
         Ok(())
+    }
+
+    /// Everything the member's processes wrote (stdout and stderr, every start).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("member.log")).unwrap_or_default()
     }
 
     pub fn log_tail(&self) -> String {

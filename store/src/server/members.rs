@@ -25,6 +25,21 @@ use crate::proto::skiffpb::{self, internal_request::Request};
 const PUBLISH_RETRY_INTERVAL: Duration = Duration::from_millis(500);
 /// How often the leader looks for learners ready to promote (auto-promotion).
 const AUTO_PROMOTE_INTERVAL: Duration = Duration::from_secs(1);
+/// etcd's `HealthInterval`: a voter must have been connected this long before a change
+/// that needs it for quorum is allowed.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// etcd's `isConnectedFullySince`: every other voter's stream has been up for
+/// `HEALTH_INTERVAL`.
+fn connected_to_all_voters(server: &EtcdServer) -> bool {
+    let Some(since) = std::time::Instant::now().checked_sub(HEALTH_INTERVAL) else { return false };
+    let m = server.membership.read();
+    m.members
+        .values()
+        .filter(|x| !x.is_learner && x.id != server.config.member_id)
+        .all(|x| server.transport.active_since(x.id).is_some_and(|t| t <= since))
+}
+
 /// etcd's readiness rule: a learner may be promoted once its log reaches 90% of the
 /// leader's (`readyPercent`).
 const LEARNER_READY_PERCENT: u64 = 90;
@@ -105,6 +120,16 @@ async fn propose_change(
 /// MemberAdd on the leader.
 pub async fn add(server: &EtcdServer, peer_urls: Vec<String>, is_learner: bool) -> Result<Members, Error> {
     check_urls(&peer_urls)?;
+    // etcd's order: the safety checks (`mayAddMember`), then the membership rules.
+    progress(server).await?;
+    if !is_learner && server.config.strict_reconfig_check {
+        if !ready_to_add_voter(server) {
+            return Err(Error::MemberNotEnoughStarted);
+        }
+        if !connected_to_all_voters(server) {
+            return Err(Error::Unhealthy);
+        }
+    }
     {
         let m = server.membership.read();
         if m.peer_url_taken(&peer_urls, 0) {
@@ -112,15 +137,6 @@ pub async fn add(server: &EtcdServer, peer_urls: Vec<String>, is_learner: bool) 
         }
         if is_learner && m.learners() >= LEARNERS_MAX {
             return Err(Error::TooManyLearners);
-        }
-    }
-    let progress = progress(server).await?;
-    if !is_learner && server.config.strict_reconfig_check {
-        if !ready_to_add_voter(server) {
-            return Err(Error::MemberNotEnoughStarted);
-        }
-        if progress.iter().any(|p| !p.is_learner && !p.recent_active) {
-            return Err(Error::Unhealthy);
         }
     }
     // A fresh ID from the URLs, the cluster token and the time, as etcd's NewMember; never

@@ -287,6 +287,13 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
             joining = Some(membership);
         }
         None => {
+            let others: Vec<String> = config
+                .initial_cluster
+                .iter()
+                .filter(|(id, _, _)| *id != config.member_id)
+                .flat_map(|(_, _, urls)| urls.iter().cloned())
+                .collect();
+            peer::check_new_bootstrap(&others, config.cluster_id, config.member_id).await?;
             if stored_membership(&mvcc)?.is_none() {
                 // A new cluster: every initial member records the same membership, as the
                 // state at the bootstrap index.

@@ -123,6 +123,45 @@ pub async fn discover(peer_urls: &[String]) -> anyhow::Result<(u64, Membership)>
     anyhow::bail!("could not retrieve the cluster from any peer ({})", errors.join("; "))
 }
 
+/// How long a member bootstrapping a new cluster waits for each peer's answer when it
+/// checks that it is not joining someone else's cluster.
+const BOOTSTRAP_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Before a member first bootstraps a new cluster, asks the other initial members (those
+/// already up; the rest are skipped) which cluster they are in: a different cluster ID
+/// (another `--initial-cluster-token` or `--initial-cluster`) or a membership in which this
+/// member has already started (its data dir was lost or wiped) refuses the start with a
+/// clear error, instead of a member that talks past its peers forever.
+pub async fn check_new_bootstrap(peer_urls: &[String], cluster_id: u64, member_id: u64) -> anyhow::Result<()> {
+    let probes = peer_urls.iter().map(|url| async move {
+        let attempt = async {
+            let channel = tonic::transport::Endpoint::from_shared(url.clone())?
+                .connect_timeout(BOOTSTRAP_CHECK_TIMEOUT)
+                .connect()
+                .await?;
+            let resp = PeerClient::new(channel).get_membership(skiffpb::MembershipRequest {}).await?.into_inner();
+            anyhow::Ok((resp.cluster_id, Membership::from_proto(resp.membership.unwrap_or_default())))
+        };
+        (url, tokio::time::timeout(BOOTSTRAP_CHECK_TIMEOUT, attempt).await)
+    });
+    for (url, answer) in futures::future::join_all(probes).await {
+        let Ok(Ok((remote_cluster, membership))) = answer else { continue };
+        if remote_cluster != cluster_id {
+            anyhow::bail!(
+                "cluster ID mismatch: the member at {url} is in cluster {remote_cluster:x}, this member would bootstrap \
+                 cluster {cluster_id:x} (check --initial-cluster and --initial-cluster-token)"
+            );
+        }
+        if membership.members.get(&member_id).is_some_and(|m| !m.name.is_empty()) {
+            anyhow::bail!(
+                "member {member_id:x} has already been bootstrapped (its data dir is gone: remove it with `etcdctl member \
+                 remove` and add it back with `member add` and --initial-cluster-state=existing)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The member's identity, fixed at its first start: `member/identity` holds the member
 /// and cluster IDs (a joining member learned them from its peers; they cannot be derived
 /// from flags again).
