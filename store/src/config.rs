@@ -15,6 +15,8 @@ pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 pub const QUOTA_BACKEND_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
 /// etcd's largest lease TTL in seconds (`MaxLeaseTTL`).
 pub const LEASE_TTL_SECONDS_MAX: i64 = 9_000_000_000;
+/// etcd's lease checkpoint interval when none (or 0) is given.
+pub const LEASE_CHECKPOINT_INTERVAL_DEFAULT: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
@@ -90,6 +92,19 @@ pub struct StoreArgs {
     /// leader (etcd requires `member promote`). Skiff's own flag.
     #[arg(long, env = "SKIFF_AUTO_PROMOTE_LEARNERS", default_value_t = false, action = clap::ArgAction::Set)]
     pub auto_promote_learners: bool,
+    /// Enable the leader to checkpoint the remaining TTL of leases, so a leader change does
+    /// not renew them to their full TTL.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub experimental_enable_lease_checkpoint: bool,
+    /// Duration of time between two consecutive lease checkpoints (0: the default).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL", default_value = "5m", value_parser = humantime_duration)]
+    pub experimental_lease_checkpoint_interval: Duration,
+    /// Duration of time between cluster corruption check passes (0: never).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s", value_parser = humantime_duration)]
+    pub experimental_corrupt_check_time: Duration,
+    /// Enable to check data corruption against the peers when the member starts.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", default_value_t = false, num_args = 0..=1, require_equals = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub experimental_initial_corrupt_check: bool,
     /// Configures log level. Only supports debug, info, warn, error, panic, or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -174,6 +189,13 @@ pub struct StoreConfig {
     pub auto_promote_learners: bool,
     /// Raft entries kept behind the compaction point for followers that lag a little.
     pub snapshot_catchup_entries: u64,
+    /// How often the leader checkpoints the remaining TTL of leases; `None` when
+    /// `--experimental-enable-lease-checkpoint` is off.
+    pub lease_checkpoint_interval: Option<Duration>,
+    /// How often the leader compares every member's HashKV with its own; `None`: never.
+    pub corrupt_check_interval: Option<Duration>,
+    /// Compare this member's HashKV with its peers' when it starts.
+    pub initial_corrupt_check: bool,
 }
 
 /// etcd's `--initial-cluster-state`.
@@ -294,6 +316,16 @@ impl StoreArgs {
             strict_reconfig_check: self.strict_reconfig_check,
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             auto_promote_learners: self.auto_promote_learners,
+            lease_checkpoint_interval: self.experimental_enable_lease_checkpoint.then(|| {
+                // etcd's lessor takes a zero interval as its default.
+                if self.experimental_lease_checkpoint_interval.is_zero() {
+                    LEASE_CHECKPOINT_INTERVAL_DEFAULT
+                } else {
+                    self.experimental_lease_checkpoint_interval
+                }
+            }),
+            corrupt_check_interval: Some(self.experimental_corrupt_check_time).filter(|t| !t.is_zero()),
+            initial_corrupt_check: self.experimental_initial_corrupt_check,
         })
     }
 }
@@ -422,6 +454,40 @@ mod tests {
         let urls = vec!["http://127.0.0.1:2380".to_string()];
         assert_eq!(member_id(&urls, "t"), member_id(&urls, "t"));
         assert_ne!(member_id(&urls, "t"), member_id(&urls, "u"));
+    }
+
+    fn parse(flags: &[&str]) -> StoreConfig {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: StoreArgs,
+        }
+        let argv = std::iter::once("skiff-store").chain(flags.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv).unwrap().args.into_config().unwrap()
+    }
+
+    #[test]
+    fn lease_checkpoint_flags_as_etcd() {
+        assert_eq!(parse(&[]).lease_checkpoint_interval, None, "off by default");
+        let five_minutes = Some(Duration::from_secs(300));
+        assert_eq!(parse(&["--experimental-enable-lease-checkpoint"]).lease_checkpoint_interval, five_minutes);
+        assert_eq!(parse(&["--experimental-enable-lease-checkpoint=false"]).lease_checkpoint_interval, None);
+        let enabled = ["--experimental-enable-lease-checkpoint=true", "--experimental-lease-checkpoint-interval", "1s"];
+        assert_eq!(parse(&enabled).lease_checkpoint_interval, Some(Duration::from_secs(1)));
+        let zero = ["--experimental-enable-lease-checkpoint", "--experimental-lease-checkpoint-interval=0s"];
+        assert_eq!(parse(&zero).lease_checkpoint_interval, five_minutes, "etcd takes 0 as its default");
+        let interval_only = ["--experimental-lease-checkpoint-interval=1s"];
+        assert_eq!(parse(&interval_only).lease_checkpoint_interval, None, "an interval alone enables nothing");
+    }
+
+    #[test]
+    fn corrupt_check_flags_as_etcd() {
+        let default = parse(&[]);
+        assert_eq!((default.corrupt_check_interval, default.initial_corrupt_check), (None, false));
+        let on = parse(&["--experimental-corrupt-check-time", "1m30s", "--experimental-initial-corrupt-check"]);
+        assert_eq!((on.corrupt_check_interval, on.initial_corrupt_check), (Some(Duration::from_secs(90)), true));
+        assert_eq!(parse(&["--experimental-corrupt-check-time=0s"]).corrupt_check_interval, None, "0 is off");
+        assert!(!parse(&["--experimental-initial-corrupt-check=false"]).initial_corrupt_check);
     }
 
     #[test]

@@ -6,6 +6,16 @@
 //! "refreshes" leases on leader promotion for the same reason: a dead leader's clock says
 //! nothing about how long clients have been gone).
 //!
+//! Checkpoints (etcd's `--experimental-enable-lease-checkpoint`) bound that renewal: the
+//! leader periodically replicates the remaining TTL of each long lease through raft, every
+//! member records it, and a new leader gives a lease its checkpointed remaining TTL instead
+//! of its full TTL. An example with TTL 30 s and a 5 s interval: granted at t=0, checkpointed
+//! at t=5 (25 s left) and t=10 (20 s left); the leader dies at t=12; the new leader, elected at
+//! t=13, lets the lease expire at t=33 (20 s after its promotion), not at t=43. A keep-alive
+//! clears the checkpoint (again through raft), since the lease then has its full TTL again.
+//! Checkpoints live in memory only, as in etcd 3.4 (and 3.5 without
+//! `--experimental-enable-lease-checkpoint-persist`): after a restart a lease has none.
+//!
 //! Lock order: `Lessor::inner` is a leaf lock; never call out while holding it.
 
 use std::collections::{BTreeSet, HashMap};
@@ -17,11 +27,56 @@ use parking_lot::Mutex;
 /// avalanche of expiries cannot flood raft (etcd's `leaseRevokeRate` plays this role).
 pub const EXPIRED_PER_SWEEP_MAX: usize = 1000;
 
+/// Checkpoints per raft proposal at most (etcd's `maxLeaseCheckpointBatchSize`); the
+/// leader proposes one batch per expiry sweep, leases left over stay due for the next one.
+pub const CHECKPOINTS_PER_PROPOSAL_MAX: usize = 1000;
+
 #[derive(Debug, Clone)]
 struct Lease {
     ttl_seconds: i64,
     expiry: Instant,
+    /// The remaining TTL the last applied checkpoint recorded (etcd's `remainingTTL`);
+    /// 0 when none was, or a keep-alive cleared it.
+    checkpoint_remaining_ttl_seconds: i64,
+    /// When the leader checkpoints this lease next; `None` while none is scheduled (on a
+    /// follower, and on a leader for leases too short to need one).
+    next_checkpoint: Option<Instant>,
     keys: BTreeSet<Vec<u8>>,
+}
+
+impl Lease {
+    fn new(ttl_seconds: i64, now: Instant) -> Self {
+        Lease {
+            ttl_seconds,
+            expiry: now + Duration::from_secs(ttl_seconds.max(0) as u64),
+            checkpoint_remaining_ttl_seconds: 0,
+            next_checkpoint: None,
+            keys: BTreeSet::new(),
+        }
+    }
+
+    /// What a new leader gives the lease: its checkpointed remaining TTL, else its TTL
+    /// (etcd's `getRemainingTTL`).
+    fn remaining_ttl_seconds(&self) -> i64 {
+        if self.checkpoint_remaining_ttl_seconds > 0 {
+            self.checkpoint_remaining_ttl_seconds
+        } else {
+            self.ttl_seconds
+        }
+    }
+}
+
+/// Whole seconds until `expiry`, rounded up as etcd reports them.
+fn seconds_until(expiry: Instant, now: Instant) -> i64 {
+    let remaining = expiry.saturating_duration_since(now);
+    (remaining.as_millis() as i64 + 999) / 1000
+}
+
+/// One lease's remaining TTL, for a `LeaseCheckpoint` proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub id: i64,
+    pub remaining_ttl_seconds: i64,
 }
 
 /// What `LeaseTimeToLive` reports.
@@ -62,8 +117,7 @@ impl Lessor {
 
     /// Records a granted lease (applier only).
     pub fn grant(&self, id: i64, ttl_seconds: i64) {
-        let expiry = Instant::now() + Duration::from_secs(ttl_seconds.max(0) as u64);
-        self.inner.lock().insert(id, Lease { ttl_seconds, expiry, keys: BTreeSet::new() });
+        self.inner.lock().insert(id, Lease::new(ttl_seconds, Instant::now()));
     }
 
     /// Removes a lease and returns the keys attached to it (applier only).
@@ -94,13 +148,10 @@ impl Lessor {
     pub fn time_to_live(&self, id: i64, with_keys: bool) -> Option<LeaseInfo> {
         let inner = self.inner.lock();
         let lease = inner.get(&id)?;
-        let remaining = lease.expiry.saturating_duration_since(Instant::now());
-        // etcd rounds the remaining time up to whole seconds.
-        let remaining_ttl = (remaining.as_millis() as i64 + 999) / 1000;
         Some(LeaseInfo {
             id,
             granted_ttl: lease.ttl_seconds,
-            remaining_ttl,
+            remaining_ttl: seconds_until(lease.expiry, Instant::now()),
             keys: if with_keys { lease.keys.iter().cloned().collect() } else { Vec::new() },
         })
     }
@@ -129,13 +180,8 @@ impl Lessor {
     /// The server calls it with `MvccStore::leases()` and `MvccStore::keys_with_lease()`.
     pub fn reset(&self, leases: &[(i64, i64)], attached: &[(Vec<u8>, i64)]) {
         let now = Instant::now();
-        let mut table: HashMap<i64, Lease> = leases
-            .iter()
-            .map(|&(id, ttl_seconds)| {
-                let expiry = now + Duration::from_secs(ttl_seconds.max(0) as u64);
-                (id, Lease { ttl_seconds, expiry, keys: BTreeSet::new() })
-            })
-            .collect();
+        let mut table: HashMap<i64, Lease> =
+            leases.iter().map(|&(id, ttl_seconds)| (id, Lease::new(ttl_seconds, now))).collect();
         let mut orphans = 0usize;
         for (key, id) in attached {
             match table.get_mut(id) {
@@ -151,12 +197,67 @@ impl Lessor {
         *self.inner.lock() = table;
     }
 
-    /// Gives every lease a full TTL from now (after restart or leader change).
-    pub fn refresh_all(&self) {
+    /// etcd's `Promote`, on becoming leader: every lease expires `extend` plus its
+    /// checkpointed remaining TTL from now, or its full TTL when it has no checkpoint.
+    /// Checkpoints are scheduled afresh by `due_checkpoints`.
+    pub fn refresh_all(&self, extend: Duration) {
         let now = Instant::now();
         for l in self.inner.lock().values_mut() {
-            l.expiry = now + Duration::from_secs(l.ttl_seconds.max(0) as u64);
+            l.expiry = now + extend + Duration::from_secs(l.remaining_ttl_seconds().max(0) as u64);
+            l.next_checkpoint = None;
         }
+    }
+
+    /// Records a checkpointed remaining TTL (applier only, on every member); 0 clears it.
+    /// Returns whether the lease exists (a checkpoint may race with a revoke).
+    pub fn checkpoint(&self, id: i64, remaining_ttl_seconds: i64) -> bool {
+        match self.inner.lock().get_mut(&id) {
+            Some(l) => {
+                l.checkpoint_remaining_ttl_seconds = remaining_ttl_seconds.max(0);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the lease has a checkpointed remaining TTL, which a keep-alive must clear.
+    pub fn has_checkpoint(&self, id: i64) -> bool {
+        self.inner.lock().get(&id).is_some_and(|l| l.checkpoint_remaining_ttl_seconds > 0)
+    }
+
+    /// The leader's checkpoint sweep at `now`, at most `max` checkpoints, soonest due first.
+    ///
+    /// As etcd's lessor: a lease is scheduled one `interval` ahead while its remaining TTL
+    /// (checkpointed, else full) is longer than the interval, so short leases never cost a
+    /// raft entry; when due, its remaining TTL is checkpointed if it is below the granted
+    /// TTL (a lease just renewed needs none). A due lease is scheduled again at once when
+    /// its remaining TTL still exceeds the interval (etcd waits for the checkpoint to be
+    /// applied, and drops a lease it skipped; here a skipped lease stays scheduled).
+    pub fn due_checkpoints(&self, now: Instant, interval: Duration, max: usize) -> Vec<Checkpoint> {
+        // etcd compares with the interval's whole seconds.
+        let interval_seconds = interval.as_secs() as i64;
+        let mut inner = self.inner.lock();
+        let mut due: Vec<(Instant, i64)> = Vec::new();
+        for (id, l) in inner.iter_mut() {
+            match l.next_checkpoint {
+                None if l.remaining_ttl_seconds() > interval_seconds => l.next_checkpoint = Some(now + interval),
+                Some(at) if at <= now => due.push((at, *id)),
+                _ => {}
+            }
+        }
+        due.sort_unstable();
+        due.truncate(max);
+        let mut out = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            let l = inner.get_mut(&id).expect("a lease found due is in the table");
+            let remaining_ttl_seconds = seconds_until(l.expiry, now);
+            l.next_checkpoint = (remaining_ttl_seconds > interval_seconds).then(|| now + interval);
+            // An expired lease is being revoked; 0 would mean "no checkpoint" anyway.
+            if remaining_ttl_seconds > 0 && remaining_ttl_seconds < l.ttl_seconds {
+                out.push(Checkpoint { id, remaining_ttl_seconds });
+            }
+        }
+        out
     }
 
     pub fn len(&self) -> usize {

@@ -1011,6 +1011,91 @@ fn membership_requests_get_etcds_answers() {
 }
 
 // ---------------------------------------------------------------------------------------
+// 7b. Watches and leases through a follower: a watch on a follower sees writes made on
+// another member, a lease kept alive only through a follower outlives its TTL (keep-alives
+// reach the leader), and its TTL is reported by the follower as the leader sees it.
+
+fn follower_serves_watches_and_leases(kind: Server) -> anyhow::Result<()> {
+    let mut c = Cluster::start(kind, 3)?;
+    let leader = leader_index(&mut c)?;
+    let follower = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let follower_url = c.members()[follower].client_url();
+    let other_url = c.members()[other].client_url();
+    runtime().block_on(async {
+        let mut on_follower = Client::connect([follower_url.as_str()], Some(client_options())).await?;
+        let mut on_other = Client::connect([other_url.as_str()], Some(client_options())).await?;
+
+        let mut events = on_follower
+            .watch("s7b/", Some(etcd_client::WatchOptions::new().with_prefix()))
+            .await?;
+        for i in 0..5 {
+            on_other.put(format!("s7b/{i}"), format!("v{i}"), None).await?;
+        }
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let resp = tokio::time::timeout(Duration::from_secs(10), events.message())
+                .await
+                .context("no watch event from the follower within 10 s")??
+                .context("watch stream ended")?;
+            for e in resp.events() {
+                let kv = e.kv().context("event without kv")?;
+                seen.push(String::from_utf8_lossy(kv.key()).into_owned());
+            }
+        }
+        ensure!(seen == (0..5).map(|i| format!("s7b/{i}")).collect::<Vec<_>>(), "watch events: {seen:?}");
+
+        // A lease with the shortest TTL both accept, kept alive through the follower only,
+        // for three TTLs.
+        let lease = on_follower.lease_grant(3, None).await?.id();
+        on_other
+            .put("s7b/leased", "x", Some(etcd_client::PutOptions::new().with_lease(lease)))
+            .await?;
+        let (mut keeper, mut acks) = on_follower.lease_keep_alive(lease).await?;
+        let until = Instant::now() + Duration::from_secs(9);
+        while Instant::now() < until {
+            keeper.keep_alive().await?;
+            let ack = tokio::time::timeout(Duration::from_secs(5), acks.message())
+                .await
+                .context("no keep-alive answer from the follower")??
+                .context("keep-alive stream ended")?;
+            ensure!(ack.ttl() > 0, "the lease expired while kept alive through the follower: {ack:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let got = on_other.get("s7b/leased", None).await?;
+        ensure!(got.kvs().len() == 1, "the leased key is gone although the lease was kept alive");
+        let ttl = on_follower.lease_time_to_live(lease, None).await?;
+        ensure!(ttl.ttl() > 0 && ttl.ttl() <= 3, "time-to-live via the follower: {}", ttl.ttl());
+
+        // Once the keep-alives stop, the leader expires it and every member drops the key.
+        drop(keeper);
+        drop(acks);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = on_follower
+                .get("s7b/leased", Some(etcd_client::GetOptions::new().with_serializable()))
+                .await?;
+            if got.kvs().is_empty() {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the leased key outlived its lease by 12 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        anyhow::Ok(())
+    })
+}
+
+#[test]
+fn follower_serves_watches_and_leases_etcd() {
+    must(follower_serves_watches_and_leases(Server::Etcd));
+}
+
+#[test]
+fn follower_serves_watches_and_leases_skiff() {
+    must(follower_serves_watches_and_leases(Server::Skiff));
+}
+
+// ---------------------------------------------------------------------------------------
 // 8. Skiff only: learners promoted by themselves, and members that must not start.
 
 #[test]
