@@ -227,24 +227,27 @@ pub async fn update(server: &EtcdServer, id: u64, peer_urls: Vec<String>) -> Res
     members_of(server.propose(Request::MemberPeerUrls(skiffpb::MemberPeerUrls { id, peer_urls })).await)
 }
 
-/// Publishes this member's name and client URLs through raft once a leader exists, and
-/// again whenever the recorded ones differ (e.g. restarted with new flags). Until they are
+/// Publishes this member's name and client URLs through raft once a leader exists (on
+/// every start, so new flags take effect and the member has caught up). Until they are
 /// recorded the member does not serve clients (`EtcdServer::ready`), as etcd waits for its
 /// publish before serving, so every client sees the member listed with its name.
 pub fn spawn_publish_attributes(server: Arc<EtcdServer>) {
     tokio::spawn(async move {
+        let mut status = server.node.watch_status();
         loop {
-            tokio::time::sleep(PUBLISH_RETRY_INTERVAL).await;
-            if server.node.status().leader_id == 0 {
+            let joined = server.membership.read().members.contains_key(&server.config.member_id);
+            if status.borrow_and_update().leader_id == 0 || !joined {
+                // No leader yet, or joining (the membership arrives with the leader's
+                // snapshot): look again when the node's status changes, or soon.
+                if let Ok(Err(_)) = tokio::time::timeout(PUBLISH_RETRY_INTERVAL, status.changed()).await {
+                    return; // the node stopped
+                }
                 continue;
             }
-            let current = server.membership.read().members.get(&server.config.member_id).cloned();
-            let Some(current) = current else { continue };
             let want_urls = server.config.advertise_client_urls.clone();
-            if current.name == server.config.name && current.client_urls == want_urls {
-                server.ready.send_replace(true);
-                return;
-            }
+            // Published on every start, even when unchanged, as etcd does: its commit on
+            // this member also means the member has caught up to the cluster as it was
+            // when the member started, before it serves any (serializable) read.
             let req = skiffpb::MemberAttributes {
                 id: server.config.member_id,
                 name: server.config.name.clone(),
@@ -256,7 +259,10 @@ pub fn spawn_publish_attributes(server: Arc<EtcdServer>) {
                     server.ready.send_replace(true);
                     return;
                 }
-                Err(e) => warn!(error = %e, "publishing member attributes failed; retrying"),
+                Err(e) => {
+                    warn!(error = %e, "publishing member attributes failed; retrying");
+                    tokio::time::sleep(PUBLISH_RETRY_INTERVAL).await;
+                }
             }
         }
     });
