@@ -66,7 +66,13 @@ impl Lease {
     }
 }
 
-/// Whole seconds until `expiry`, rounded up as etcd reports them.
+/// Whole seconds until `expiry`, truncated, as etcd's `LeaseTimeToLive` reports them
+/// (`int64(Remaining().Seconds())`: 29 right after a grant of 30).
+fn whole_seconds_until(expiry: Instant, now: Instant) -> i64 {
+    expiry.saturating_duration_since(now).as_secs() as i64
+}
+
+/// Whole seconds until `expiry`, rounded up (a checkpoint never shortens a lease).
 fn seconds_until(expiry: Instant, now: Instant) -> i64 {
     let remaining = expiry.saturating_duration_since(now);
     (remaining.as_millis() as i64 + 999) / 1000
@@ -151,7 +157,7 @@ impl Lessor {
         Some(LeaseInfo {
             id,
             granted_ttl: lease.ttl_seconds,
-            remaining_ttl: seconds_until(lease.expiry, Instant::now()),
+            remaining_ttl: whole_seconds_until(lease.expiry, Instant::now()),
             keys: if with_keys { lease.keys.iter().cloned().collect() } else { Vec::new() },
         })
     }
@@ -308,6 +314,85 @@ mod tests {
         assert_eq!(l.len(), 2);
         l.reset(&[], &[]);
         assert!(l.is_empty());
+    }
+
+    #[test]
+    fn promotion_gives_the_checkpointed_remaining_ttl() {
+        let l = Lessor::new(1);
+        l.grant(1, 30);
+        l.grant(2, 30);
+        assert!(l.checkpoint(1, 10));
+        assert!(!l.checkpoint(9, 10), "a checkpoint of a revoked lease is ignored");
+        assert!(l.has_checkpoint(1) && !l.has_checkpoint(2));
+        l.refresh_all(Duration::ZERO);
+        // Reported truncated, as etcd does: a moment after the refresh, 9 of 10 and 29 of 30.
+        let remaining = |id| l.time_to_live(id, false).unwrap().remaining_ttl + 1;
+        assert_eq!(remaining(1), 10, "the checkpointed remaining TTL, not the granted 30");
+        assert_eq!(remaining(2), 30, "no checkpoint: the full TTL");
+        assert_eq!(l.time_to_live(1, false).unwrap().granted_ttl, 30);
+        // A keep-alive's clearing checkpoint (0) brings the full TTL back; `extend` is added.
+        assert!(l.checkpoint(1, 0));
+        assert!(!l.has_checkpoint(1));
+        l.refresh_all(Duration::from_secs(2));
+        assert_eq!((remaining(1), remaining(2)), (32, 32));
+    }
+
+    #[test]
+    fn checkpoints_follow_the_interval_for_long_leases_only() {
+        let l = Lessor::new(1);
+        l.grant(1, 30);
+        l.grant(2, 5); // not longer than the interval: never checkpointed
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(5);
+        // A leader's sweep, its proposal applied at once.
+        let sweep = |secs: u64| {
+            let due = l.due_checkpoints(t0 + Duration::from_secs(secs), interval, 10);
+            for c in &due {
+                assert!(l.checkpoint(c.id, c.remaining_ttl_seconds));
+            }
+            due.iter().map(|c| (c.id, c.remaining_ttl_seconds)).collect::<Vec<_>>()
+        };
+        assert_eq!(sweep(0), vec![], "scheduled one interval ahead");
+        assert_eq!(sweep(4), vec![]);
+        assert_eq!(sweep(5), vec![(1, 25)]);
+        assert_eq!(sweep(6), vec![], "the next one an interval later");
+        assert_eq!(sweep(10), vec![(1, 20)]);
+        assert_eq!(sweep(15), vec![(1, 15)]);
+        assert_eq!(sweep(20), vec![(1, 10)]);
+        assert_eq!(sweep(25), vec![(1, 5)], "the last one");
+        assert_eq!(sweep(30), vec![], "5 s left is not above the interval: no more");
+        assert_eq!(sweep(40), vec![]);
+    }
+
+    #[test]
+    fn a_lease_at_its_full_ttl_is_not_checkpointed_but_stays_scheduled() {
+        let l = Lessor::new(1);
+        l.grant(1, 30);
+        let t0 = Instant::now();
+        let interval = Duration::from_millis(500);
+        let at = |ms: u64| l.due_checkpoints(t0 + Duration::from_millis(ms), interval, 10);
+        assert_eq!(at(0), vec![]);
+        assert_eq!(at(500), vec![], "29.5 s left rounds up to the full 30: nothing to record");
+        assert_eq!(at(1500), vec![Checkpoint { id: 1, remaining_ttl_seconds: 29 }]);
+    }
+
+    #[test]
+    fn checkpoint_sweeps_are_bounded_and_soonest_first() {
+        let l = Lessor::new(1);
+        for id in 1..=2500 {
+            l.grant(id, 60);
+        }
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(1);
+        assert!(l.due_checkpoints(t0, interval, CHECKPOINTS_PER_PROPOSAL_MAX).is_empty());
+        let later = t0 + Duration::from_secs(2);
+        let sizes: Vec<usize> =
+            (0..4).map(|_| l.due_checkpoints(later, interval, CHECKPOINTS_PER_PROPOSAL_MAX).len()).collect();
+        assert_eq!(sizes, [1000, 1000, 500, 0], "every lease exactly once, in bounded batches");
+        // Promotion forgets the schedule: the new leader starts one interval from its sweep.
+        l.refresh_all(Duration::ZERO);
+        assert!(l.due_checkpoints(later, interval, usize::MAX).is_empty());
+        assert_eq!(l.due_checkpoints(later + interval, interval, usize::MAX).len(), 2500);
     }
 
     #[test]

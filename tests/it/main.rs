@@ -4,7 +4,9 @@
 
 mod bench_smoke;
 mod cluster;
+mod cluster_corrupt;
 mod cluster_harness;
+mod cluster_lease;
 mod crash;
 mod etcd_client;
 mod etcd_client_crate;

@@ -48,6 +48,8 @@ pub enum Response {
     LeaseGrant(pb::LeaseGrantResponse),
     LeaseRevoke(pb::LeaseRevokeResponse),
     Alarm(pb::AlarmResponse),
+    /// Checkpoints recorded (nothing to report; etcd's `LeaseCheckpointResponse` is empty).
+    LeaseCheckpoint,
     /// A membership change: the member it concerns (if it still exists) and all members.
     Members { member: Option<pb::Member>, members: Vec<pb::Member> },
 }
@@ -334,6 +336,13 @@ impl Applier {
     }
 
     fn apply_request(&self, index: u64, req: Request) -> Applied {
+        if refused_when_corrupt(&req) && self.alarms.has(pb::AlarmType::Corrupt) {
+            // etcd's applierV3Corrupt: once any member's data is known to differ, no write
+            // may make it worse. Alarms, membership and lease checkpoints still apply.
+            let w = self.mvcc.write();
+            self.commit(w, index)?;
+            return Err(Error::Corrupt);
+        }
         match req {
             Request::Put(r) => {
                 self.check_space()?;
@@ -378,7 +387,7 @@ impl Applier {
             Request::LeaseGrant(g) => self.apply_lease_grant(index, g),
             Request::LeaseRevoke(r) => self.apply_lease_revoke(index, r.id),
             Request::Alarm(a) => self.apply_alarm(index, a).map(Response::Alarm),
-            Request::LeaseCheckpoint(_) => Ok(Response::Alarm(pb::AlarmResponse::default())),
+            Request::LeaseCheckpoint(c) => self.apply_lease_checkpoint(index, &c),
             Request::Range(_) => Err(Error::Internal("range requests are served locally".into())),
             r @ (Request::MemberAttributes(_) | Request::MemberPeerUrls(_)) => self.apply_member_request(index, r),
         }
@@ -473,6 +482,18 @@ impl Applier {
         Ok(Response::LeaseRevoke(pb::LeaseRevokeResponse { header: header(self.mvcc.current_revision()) }))
     }
 
+    /// Records each checkpointed remaining TTL in the lessor (memory only, as etcd 3.4;
+    /// the index is recorded so replay starts after it). A checkpoint of a lease revoked
+    /// meanwhile is ignored, as etcd ignores it.
+    fn apply_lease_checkpoint(&self, index: u64, c: &skiffpb::LeaseCheckpoints) -> Applied {
+        for cp in &c.checkpoints {
+            self.lessor.checkpoint(cp.id, cp.remaining_ttl);
+        }
+        let w = self.mvcc.write();
+        self.commit(w, index)?;
+        Ok(Response::LeaseCheckpoint)
+    }
+
     fn apply_alarm(&self, index: u64, a: pb::AlarmRequest) -> Result<pb::AlarmResponse, Error> {
         let mut alarms = self.alarms.inner.lock();
         let member = pb::AlarmMember { member_id: a.member_id, alarm: a.alarm };
@@ -508,6 +529,27 @@ impl Applier {
         wtxn.set_alarms(encoded);
         self.commit(wtxn, index)?;
         Ok(pb::AlarmResponse { header: header(self.mvcc.current_revision()), alarms: out })
+    }
+}
+
+/// The requests an active CORRUPT alarm refuses with `etcdserver: corrupt cluster`, as
+/// etcd's `applierV3Corrupt`: every write to keys or leases, and compaction (and a range,
+/// were one proposed). Reads served locally (ranges, read-only txns) never get here, so
+/// they keep working; alarms (so the alarm can be disarmed), lease checkpoints and
+/// membership requests still apply.
+pub fn refused_when_corrupt(req: &Request) -> bool {
+    match req {
+        Request::Range(_)
+        | Request::Put(_)
+        | Request::DeleteRange(_)
+        | Request::Txn(_)
+        | Request::Compaction(_)
+        | Request::LeaseGrant(_)
+        | Request::LeaseRevoke(_) => true,
+        Request::Alarm(_)
+        | Request::LeaseCheckpoint(_)
+        | Request::MemberAttributes(_)
+        | Request::MemberPeerUrls(_) => false,
     }
 }
 

@@ -1,5 +1,6 @@
 //! etcd's Lease service. Grant and Revoke are replicated; KeepAlive, TimeToLive and Leases
-//! are answered by the leader from the lessor's memory, as etcd does.
+//! are answered by the leader from the lessor's memory, as etcd does. Also the leader's
+//! lease checkpoints (`propose_due_checkpoints`), proposed from the expiry sweep.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,8 +16,10 @@ use super::EtcdServer;
 use crate::apply;
 use crate::config::LEASE_TTL_SECONDS_MAX;
 use crate::error::Error;
+use crate::lease::CHECKPOINTS_PER_PROPOSAL_MAX;
 use crate::proto::etcdserverpb as pb;
 use crate::proto::skiffpb::internal_request::Request as Internal;
+use crate::proto::skiffpb::LeaseCheckpoints;
 use pb::lease_client::LeaseClient;
 use pb::lease_server::Lease;
 
@@ -42,6 +45,42 @@ async fn forward_keep_alive(server: &EtcdServer, req: pb::LeaseKeepAliveRequest)
         }
     };
     tokio::time::timeout(server.request_timeout(), forward).await.map_err(|_| Error::Timeout)?
+}
+
+/// The leader's checkpoint sweep (with `--experimental-enable-lease-checkpoint`): proposes
+/// the remaining TTL of the leases due, one bounded batch per sweep, without waiting for it.
+pub(super) fn propose_due_checkpoints(server: &Arc<EtcdServer>, now: std::time::Instant) {
+    let Some(interval) = server.config.lease_checkpoint_interval else {
+        return;
+    };
+    let due = server.lessor.due_checkpoints(now, interval, CHECKPOINTS_PER_PROPOSAL_MAX);
+    if due.is_empty() {
+        return;
+    }
+    let checkpoints = due
+        .into_iter()
+        .map(|c| pb::LeaseCheckpoint { id: c.id, remaining_ttl: c.remaining_ttl_seconds })
+        .collect();
+    let server = server.clone();
+    tokio::spawn(async move {
+        let request = Internal::LeaseCheckpoint(LeaseCheckpoints { checkpoints });
+        if let Err(e) = server.propose(request).await {
+            // The leases stay scheduled; a lost batch only makes a later checkpoint count.
+            tracing::warn!(error = %e, "proposing lease checkpoints failed");
+        }
+    });
+}
+
+/// Clears a lease's checkpoint before a keep-alive renews it (etcd's `Renew`): otherwise a
+/// new leader would give the renewed lease the stale remaining TTL. Only a lease holding a
+/// checkpoint costs a raft entry, so at most one per lease and checkpoint interval.
+async fn clear_checkpoint(server: &EtcdServer, id: i64) -> Result<(), Error> {
+    if server.config.lease_checkpoint_interval.is_none() || !server.lessor.has_checkpoint(id) {
+        return Ok(());
+    }
+    let clear = pb::LeaseCheckpoint { id, remaining_ttl: 0 };
+    server.propose(Internal::LeaseCheckpoint(LeaseCheckpoints { checkpoints: vec![clear] })).await?;
+    Ok(())
 }
 
 pub struct LeaseService {
@@ -113,6 +152,10 @@ impl Lease for LeaseService {
                     Ok(None) | Err(_) => break,
                 };
                 let resp = if server.node.status().is_leader {
+                    if let Err(e) = clear_checkpoint(&server, req.id).await {
+                        let _ = tx.send(Err(e.into())).await;
+                        break;
+                    }
                     // etcd answers an unknown lease with TTL 0 (not an error) on the stream.
                     let ttl = server.lessor.renew(req.id).unwrap_or(0);
                     pb::LeaseKeepAliveResponse { header: server.header(server.mvcc.current_revision()), id: req.id, ttl }

@@ -7,6 +7,7 @@
 //! and waits (bounded by the request timeout) for the applier to answer.
 
 mod cluster;
+mod corrupt;
 mod h2shim;
 mod http;
 mod kv;
@@ -477,25 +478,43 @@ fn stored_membership(mvcc: &MvccStore) -> anyhow::Result<Option<Vec<u8>>> {
     Ok(mvcc.membership()?.filter(|b| !b.is_empty()))
 }
 
-/// Lease expiry, auto compaction, RocksDB flush + raft log compaction, metrics refresh.
+/// Lease expiry and checkpoints, corruption checks, auto compaction, RocksDB flush + raft
+/// log compaction, metrics refresh.
 fn spawn_background(server: Arc<EtcdServer>) {
     let s = server.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(LEASE_EXPIRY_CHECK_INTERVAL);
+        let mut status = s.node.watch_status();
         let mut was_leader = false;
+        let election_timeout = s.config.heartbeat_interval * s.config.election_ticks as u32;
         loop {
-            tick.tick().await;
-            let is_leader = s.node.status().is_leader;
+            // Woken by status changes too, so a new leader promotes its lessor before it
+            // answers keep-alives and TimeToLive from it.
+            let sweep_at = tokio::select! {
+                // The tick's own instant: checkpoints scheduled from it fall on later ticks
+                // exactly, instead of drifting one sweep late each time.
+                at = tick.tick() => Some(at.into_std()),
+                changed = status.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    None
+                }
+            };
+            let is_leader = status.borrow_and_update().is_leader;
             if is_leader && !was_leader {
-                // etcd's lessor Promote: a new leader gives every lease a fresh TTL, since
-                // the old leader's keep-alives are not known here.
-                s.lessor.refresh_all();
+                // etcd's lessor Promote: the old leader's keep-alives are not known here, so
+                // every lease gets its last checkpointed remaining TTL (with
+                // `--experimental-enable-lease-checkpoint`) or else a full TTL, plus an
+                // election timeout.
+                s.lessor.refresh_all(election_timeout);
             }
             was_leader = is_leader;
-            if !is_leader {
+            let Some(now) = sweep_at.filter(|_| is_leader) else {
                 continue;
-            }
-            for id in s.lessor.expired(Instant::now()) {
+            };
+            lease::propose_due_checkpoints(&s, now);
+            for id in s.lessor.expired(now) {
                 let s = s.clone();
                 tokio::spawn(async move {
                     match s.propose(Request::LeaseRevoke(pb::LeaseRevokeRequest { id })).await {
@@ -523,6 +542,7 @@ fn spawn_background(server: Arc<EtcdServer>) {
             }
         }
     });
+    corrupt::spawn(&server);
     let s = server.clone();
     tokio::spawn(async move { crate::compactor::run(s).await });
     let s = server;
