@@ -997,6 +997,18 @@ fn membership_answers(kind: Server) -> anyhow::Result<Vec<String>> {
         }
         answers.push(format!("{request} -> {answer}"));
     }
+    // A learner that never started is not in sync: promoting it is refused.
+    let port = crate::cluster_harness::free_ports(1)?[0];
+    let out = c.etcdctl(&["member", "add", "l1", "--learner", &format!("--peer-urls=http://127.0.0.1:{port}")])?;
+    ensure!(out.code == Some(0), "member add --learner: {}", out.stderr);
+    let learner = crate::cluster_harness::parse_member_add(&out.stdout)?.id;
+    let out = c.etcdctl(&["member", "promote", &format!("{learner:x}")])?;
+    answers.push(format!(
+        "member promote <unstarted learner> -> {}",
+        grpc_message(&last_error_line(&out.stderr))
+    ));
+    let out = c.etcdctl(&["member", "remove", &format!("{learner:x}")])?;
+    ensure!(out.code == Some(0), "member remove <learner>: {}", out.stderr);
     // Nothing above changed the membership.
     let list = c.member_list()?;
     ensure!(list.len() == 3 && list.iter().all(|m| m.is_started() && !m.is_learner), "{list:?}");
@@ -1008,6 +1020,10 @@ fn membership_requests_get_etcds_answers() {
     let etcd = membership_answers(Server::Etcd).unwrap();
     let skiff = membership_answers(Server::Skiff).unwrap();
     assert_eq!(skiff, etcd, "skiff answered membership requests differently from etcd");
+    assert!(
+        etcd.last().is_some_and(|a| a.ends_with("etcdserver: can only promote a learner member which is in sync with leader")),
+        "{etcd:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
