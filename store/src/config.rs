@@ -85,6 +85,11 @@ pub struct StoreArgs {
     /// entries.
     #[arg(long, env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES", default_value_t = 5000)]
     pub experimental_snapshot_catchup_entries: u64,
+    /// UNSAFE, for consistency testing only: answer linearizable reads from local state
+    /// without a ReadIndex round, so a deposed leader or a lagging follower serves stale
+    /// data. `skiff jepsen` uses it to prove its checkers catch a store that cheats.
+    #[arg(long, hide = true, default_value_t = false, action = clap::ArgAction::Set)]
+    pub unsafe_no_read_index: bool,
     /// Reject reconfiguration requests that would cause quorum loss.
     #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, action = clap::ArgAction::Set)]
     pub strict_reconfig_check: bool,
@@ -185,6 +190,8 @@ pub struct StoreConfig {
     pub initial_cluster: Vec<(u64, String, Vec<String>)>,
     pub initial_cluster_state: ClusterState,
     pub listen_peer: Vec<SocketAddr>,
+    /// Serve linearizable reads without ReadIndex (a deliberate bug for jepsen's self-test).
+    pub unsafe_no_read_index: bool,
     pub strict_reconfig_check: bool,
     pub auto_promote_learners: bool,
     /// Raft entries kept behind the compaction point for followers that lag a little.
@@ -314,6 +321,7 @@ impl StoreArgs {
             initial_cluster_state,
             listen_peer,
             strict_reconfig_check: self.strict_reconfig_check,
+            unsafe_no_read_index: self.unsafe_no_read_index,
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             auto_promote_learners: self.auto_promote_learners,
             lease_checkpoint_interval: self.experimental_enable_lease_checkpoint.then(|| {
