@@ -38,6 +38,8 @@
 //! New models go in `model.rs` (or `model/` once it grows), new checkers in their own
 //! module beside `linearizable`.
 
+pub mod elle;
 pub mod history;
 pub mod linearizable;
 pub mod model;
+pub mod watch;
