@@ -22,6 +22,23 @@ enum Command {
     Snapshot(SnapshotCommand),
     /// Load generator in the style of etcd's `benchmark` tool, against any etcd endpoints.
     Bench(skiff_benches::BenchArgs),
+    /// Consistency and fault-injection testing (skiff-jepsen).
+    #[command(subcommand)]
+    Jepsen(JepsenCommand),
+}
+
+#[derive(Subcommand)]
+enum JepsenCommand {
+    /// Start a cluster (skiff or etcd), run a workload while a nemesis injects faults,
+    /// check the history and save a results directory. Exit code: 0 valid, 1 invalid,
+    /// 2 unknown, 255 the run failed.
+    Run(Box<skiff_jepsen::runner::RunArgs>),
+    /// Check a saved results directory again (same exit codes as `run`).
+    Check(skiff_jepsen::runner::CheckArgs),
+    /// Deterministic simulation of a 3–5 member raft cluster in one thread, from seeds:
+    /// simulated network, clock and disk, faults, a register workload, the
+    /// linearizability checker. Fails on any violation and prints the replay command.
+    Sim(skiff_jepsen::sim::SimArgs),
 }
 
 #[derive(Subcommand)]
@@ -96,6 +113,13 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => skiff_benches::run(args),
+        Command::Jepsen(JepsenCommand::Run(args)) => {
+            skiff_jepsen::runner::exit(skiff_jepsen::runner::run(*args))
+        }
+        Command::Jepsen(JepsenCommand::Check(args)) => {
+            skiff_jepsen::runner::exit(skiff_jepsen::runner::check(args))
+        }
+        Command::Jepsen(JepsenCommand::Sim(args)) => skiff_jepsen::sim::main(args),
         Command::Snapshot(SnapshotCommand::Verify { file }) => {
             skiff_store::snapshot::verify(&file)?;
             println!("snapshot {} is intact", file.display());

@@ -42,4 +42,6 @@ pub mod elle;
 pub mod history;
 pub mod linearizable;
 pub mod model;
+pub mod runner;
+pub mod sim;
 pub mod watch;

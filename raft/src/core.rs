@@ -52,6 +52,13 @@ impl NodeReady {
 
 pub struct NodeCore<S: Storage> {
     raw: RawNode<S>,
+    /// Numbers of readies handed to the disk and not yet reported durable, in order.
+    persisting: std::collections::VecDeque<u64>,
+    /// Readies with nothing to persist that came after one still persisting: raft-rs's
+    /// `on_persist_ready(n)` means "everything up to n is durable", so they are reported
+    /// only together with the fsync that covers the readies before them.
+    deferred: Option<u64>,
+    id: u64,
 }
 
 impl<S: Storage> NodeCore<S> {
@@ -69,6 +76,10 @@ impl<S: Storage> NodeCore<S> {
             max_committed_size_per_ready: COMMITTED_BYTES_PER_READY_MAX,
             check_quorum: true,
             pre_vote: true,
+            // raft-rs draws election timeouts from an unseeded generator; a simulation
+            // fixes them (to `election_ticks`) so a seed replays exactly.
+            min_election_tick: if config.fixed_election_timeout { config.election_ticks } else { 0 },
+            max_election_tick: if config.fixed_election_timeout { config.election_ticks + 1 } else { 0 },
             ..Default::default()
         };
         raft_config.validate().map_err(raft_error)?;
@@ -77,7 +88,7 @@ impl<S: Storage> NodeCore<S> {
         if voters == [config.id] {
             raw.campaign().map_err(raft_error)?;
         }
-        Ok(Self { raw })
+        Ok(Self { raw, persisting: Default::default(), deferred: None, id: config.id })
     }
 
     pub fn tick(&mut self) {
@@ -149,16 +160,34 @@ impl<S: Storage> NodeCore<S> {
 
     /// Starts a ReadIndex round named `round`; its index arrives in `NodeReady::read_rounds`.
     /// Check `can_serve_read_index` first: a round started too early is never answered.
+    ///
+    /// The request context raft-rs matches answers by is this member's id and `round`: the
+    /// leader keys pending reads by context, so contexts must differ between members (and
+    /// callers should not reuse rounds across restarts; `node` starts them at random).
     pub fn start_read_round(&mut self, round: u64) -> Result<()> {
         if self.raw.raft.leader_id == raft::INVALID_ID {
             return Err(Error::NoLeader);
         }
-        self.raw.read_index(round.to_be_bytes().to_vec());
+        let mut ctx = self.id.to_be_bytes().to_vec();
+        ctx.extend_from_slice(&round.to_be_bytes());
+        self.raw.read_index(ctx);
         Ok(())
     }
 
+    /// The ready numbered `number` (and, the disk being FIFO, every one before it) is
+    /// durable.
     pub fn on_persisted(&mut self, number: u64) {
-        self.raw.on_persist_ready(number);
+        while self.persisting.front().is_some_and(|n| *n <= number) {
+            self.persisting.pop_front();
+        }
+        let mut report = number;
+        if let Some(d) = self.deferred {
+            if self.persisting.front().is_none_or(|next| d < *next) {
+                report = report.max(d);
+                self.deferred = None;
+            }
+        }
+        self.raw.on_persist_ready(report);
     }
 
     /// The state machine applied up to `index` (capped at what raft may have applied: an
@@ -190,7 +219,12 @@ impl<S: Storage> NodeCore<S> {
         let read_rounds = rd
             .take_read_states()
             .into_iter()
-            .filter_map(|rs| <[u8; 8]>::try_from(rs.request_ctx.as_slice()).ok().map(|b| (u64::from_be_bytes(b), rs.index)))
+            .filter_map(|rs| {
+                let ctx = <[u8; 16]>::try_from(rs.request_ctx.as_slice()).ok()?;
+                let (id, round) = ctx.split_at(8);
+                (u64::from_be_bytes(id.try_into().ok()?) == self.id)
+                    .then(|| (u64::from_be_bytes(round.try_into().expect("8 bytes")), rs.index))
+            })
             .collect();
         let committed = rd.take_committed_entries();
         for entry in &committed {
@@ -212,12 +246,22 @@ impl<S: Storage> NodeCore<S> {
     /// Finishes a turn. The ready's entries must already be readable through the storage.
     /// `persisted_now`: they are durable too (or there was nothing to persist); otherwise
     /// the driver calls `on_persisted(number)` once they are.
+    ///
+    /// A ready with nothing to persist is durable at once only if no earlier ready is still
+    /// being persisted: raft-rs takes `on_persist_ready(n)` to cover every ready up to n, so
+    /// reporting it early would count unsynced entries as durable (the leader would count
+    /// its own unsynced entry toward the commit quorum). It is then reported with the
+    /// `on_persisted` of the last earlier one.
     pub fn advance(&mut self, ready: NodeReady, persisted_now: bool) {
         let number = ready.number;
+        // raft-rs must see the ready advanced before it is reported persisted.
         self.raw.advance_append_async(ready.ready);
-        if persisted_now {
-            // raft-rs must see the ready advanced before it is reported persisted.
+        if !persisted_now {
+            self.persisting.push_back(number);
+        } else if self.persisting.is_empty() {
             self.raw.on_persist_ready(number);
+        } else {
+            self.deferred = Some(number);
         }
     }
 
@@ -286,6 +330,7 @@ mod tests {
             applied_index: 0,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
+            fixed_election_timeout: false,
         }
     }
 

@@ -102,6 +102,9 @@ pub struct NodeConfig {
     pub max_size_per_msg: u64,
     /// Maximum in-flight append messages per follower (pipelining depth).
     pub max_inflight_msgs: usize,
+    /// Use exactly `election_ticks` instead of raft's randomized [E, 2E) (simulation only:
+    /// a real cluster needs the randomization to avoid split votes).
+    pub fixed_election_timeout: bool,
 }
 
 impl NodeConfig {
@@ -296,9 +299,11 @@ pub fn start(
         committed_tx,
         status_tx,
         applied,
+        held_messages: VecDeque::new(),
         pending_reads: HashMap::new(),
         queued_reads: VecDeque::new(),
-        next_read_id: 0,
+        // Random start: round ids must not repeat across restarts of this member.
+        next_read_id: rand::random::<u64>() >> 1,
         ticks: 0,
         read_round_started_tick: None,
         read_round_retry_ticks: config.election_ticks as u64,
@@ -342,6 +347,8 @@ struct Driver {
     committed_tx: mpsc::Sender<Committed>,
     status_tx: watch::Sender<NodeStatus>,
     applied: Arc<AtomicU64>,
+    /// Messages of readies still being persisted, by ready number, sent once durable.
+    held_messages: VecDeque<(u64, Vec<Message>)>,
     /// Read-index rounds in flight: request context → waiters sharing that round.
     pending_reads: HashMap<u64, Vec<oneshot::Sender<Result<u64>>>>,
     /// Reads that arrived while a round is in flight; they join the next round together.
@@ -453,7 +460,13 @@ impl Driver {
                 }
             }
             Input::Persisted { number, result } => match result {
-                Ok(()) => self.core.on_persisted(number),
+                Ok(()) => {
+                    self.core.on_persisted(number);
+                    while self.held_messages.front().is_some_and(|(n, _)| *n <= number) {
+                        let (_, messages) = self.held_messages.pop_front().expect("checked");
+                        self.send_messages(messages);
+                    }
+                }
                 Err(e) => self.stopped = Some(Error::Storage(e)),
             },
             Input::Applied(index) => self.core.on_applied(index),
@@ -501,7 +514,7 @@ impl Driver {
             // reads queued; callers give up at their own request timeout.
             return;
         }
-        self.next_read_id += 1;
+        self.next_read_id = self.next_read_id.wrapping_add(1);
         let id = self.next_read_id;
         match self.core.start_read_round(id) {
             Ok(()) => {
@@ -562,11 +575,13 @@ impl Driver {
             // Once submitted, the entries are readable through the storage (the writer
             // applies them to memory before queueing the fsync), as `advance` requires.
             self.writer.submit_async(task).await.map_err(|e| Error::Storage(e.to_string()))?;
-            // Messages that must wait for persistence (votes, append responses) go out once
-            // the writer confirms; they are empty for a single member.
+            // Messages that must wait for persistence (votes, append acks) go out when the
+            // writer confirms the fsync: an ack before it would let the leader count an
+            // entry this member could still lose, and a vote before it breaks raft-rs's
+            // rule that a candidate's log is durable when it wins.
             let persisted_messages = std::mem::take(&mut rd.persisted_messages);
             if !persisted_messages.is_empty() {
-                self.send_messages(persisted_messages);
+                self.held_messages.push_back((number, persisted_messages));
             }
         }
         self.core.advance(rd, !needs_persist);
@@ -596,7 +611,10 @@ impl Driver {
             Err(_) => return Err(Error::Stopped),
         }
         let persisted_messages = std::mem::take(&mut rd.persisted_messages);
-        self.core.advance(rd, true);
+        // This ready is durable, and so is every earlier one (the writer is FIFO).
+        let number = rd.number;
+        self.core.advance(rd, false);
+        self.core.on_persisted(number);
         self.storage.set_conf_state(meta.get_conf_state().clone());
         if !persisted_messages.is_empty() {
             self.send_messages(persisted_messages);

@@ -13,4 +13,5 @@ mod etcd_client_crate;
 mod etcdctl_diff;
 mod h2shim_etcdctl;
 mod harness;
+mod jepsen_smoke;
 mod store_features;

@@ -73,6 +73,7 @@ async fn start_cluster(n: u64) -> Vec<Member> {
             applied_index: 0,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 64,
+            fixed_election_timeout: false,
         };
         let (node, mut committed, join) = node::start(cfg, storage, writer, Arc::new(transport.clone())).unwrap();
         transport.set_node(node.clone());

@@ -386,6 +386,7 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
         applied_index,
         max_size_per_msg: 1024 * 1024,
         max_inflight_msgs: 256,
+        fixed_election_timeout: false,
     };
     let (node, committed, node_task) = node::start(node_config, storage.clone(), writer, Arc::new(transport.clone()))?;
     transport.set_node(node.clone());

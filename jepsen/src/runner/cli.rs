@@ -1,0 +1,416 @@
+//! `skiff jepsen run` and `skiff jepsen check` flags, and the validated [`RunConfig`] a run
+//! is made from (saved as `run.json` so that `check` knows what it is looking at).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, ensure};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::linearizable::DEFAULT_MAX_CONFIGURATIONS;
+
+/// Which implementation the cluster runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Db {
+    /// `skiff store`, this repository's binary.
+    Skiff,
+    /// A real etcd binary (`--etcd-bin`).
+    Etcd,
+}
+
+impl Db {
+    pub fn name(self) -> &'static str {
+        match self {
+            Db::Skiff => "skiff",
+            Db::Etcd => "etcd",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    /// Read / write / compare-and-set on a few keys at a time; checked for linearizability.
+    Register,
+    /// Unique adds under a prefix, then one final read; every acknowledged add must be there.
+    Set,
+}
+
+impl WorkloadKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Register => "register",
+            WorkloadKind::Set => "set",
+        }
+    }
+}
+
+/// A fault the nemesis can inject.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// `kill -9` the targets; restart them when the fault ends.
+    Kill,
+    /// SIGSTOP the targets; SIGCONT when the fault ends.
+    Pause,
+    /// Cut peer links through the proxies (halves, isolated leader, majorities ring).
+    Partition,
+    /// Ask the leader to hand leadership to another member (instantaneous).
+    MoveLeader,
+    /// Compact the keyspace at the current revision (instantaneous).
+    Compact,
+}
+
+impl FaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Partition => "partition",
+            FaultKind::MoveLeader => "move-leader",
+            FaultKind::Compact => "compact",
+        }
+    }
+
+    /// Admin faults are single requests: their window closes when the request returns.
+    pub fn is_instantaneous(self) -> bool {
+        matches!(self, FaultKind::MoveLeader | FaultKind::Compact)
+    }
+}
+
+/// Whom a process fault (kill, pause) hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// The member every answering member names as leader (a random one if none is known).
+    Leader,
+    /// One member at random.
+    Random,
+    /// A random minority: 1 of 3, 2 of 5.
+    Minority,
+    /// Every member at once.
+    All,
+}
+
+/// `--nemesis`: a comma-separated list of fault kinds, or `none`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultSet(pub Vec<FaultKind>);
+
+fn parse_fault_set(s: &str) -> Result<FaultSet, String> {
+    let mut kinds = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part == "none" {
+            continue;
+        }
+        let kind = FaultKind::from_str(part, true).map_err(|_| {
+            format!("unknown fault {part:?}; expected none or any of kill, pause, partition, move-leader, compact")
+        })?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Ok(FaultSet(kinds))
+}
+
+/// `--nemesis-interval`: `5s..15s` (a uniformly random duration in that range) or `10s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DurationRange {
+    pub min_ms: u64,
+    pub max_ms: u64,
+}
+
+impl DurationRange {
+    pub fn min(&self) -> Duration {
+        Duration::from_millis(self.min_ms)
+    }
+
+    pub fn max(&self) -> Duration {
+        Duration::from_millis(self.max_ms)
+    }
+}
+
+pub fn parse_duration_range(s: &str) -> Result<DurationRange, String> {
+    let (low, high) = s.split_once("..").unwrap_or((s, s));
+    let parse = |part: &str| {
+        humantime::parse_duration(part.trim())
+            .map_err(|e| format!("{part:?}: {e}"))
+            .map(|d| d.as_millis() as u64)
+    };
+    let (min_ms, max_ms) = (parse(low)?, parse(high)?);
+    if min_ms > max_ms {
+        return Err(format!("{s:?}: the low end is above the high end"));
+    }
+    if min_ms < 100 {
+        return Err(format!("{s:?}: at least 100ms between faults"));
+    }
+    Ok(DurationRange { min_ms, max_ms })
+}
+
+/// `skiff jepsen run`.
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Which implementation the cluster runs.
+    #[arg(long, value_enum, default_value_t = Db::Skiff)]
+    pub db: Db,
+    /// The workload the clients run.
+    #[arg(long, value_enum, default_value_t = WorkloadKind::Register)]
+    pub workload: WorkloadKind,
+    /// Cluster size: 3 or 5 members.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// The `skiff` binary whose `store` subcommand runs the members (default: the running
+    /// executable, or a `skiff` next to it).
+    #[arg(long)]
+    pub skiff_bin: Option<PathBuf>,
+    /// The etcd binary for `--db etcd`.
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    pub etcd_bin: PathBuf,
+    /// How long clients run operations (e.g. `60s`, `2m`).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub time_limit: Duration,
+    /// Client processes, each with one operation in flight, spread over the members.
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: usize,
+    /// Operations per second over all clients (at most).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// register: keys in use at a time.
+    #[arg(long, default_value_t = 8)]
+    pub keys: usize,
+    /// register: operations on a key before the workload moves on to a fresh one (keeps
+    /// each key's history small enough for the linearizability search).
+    #[arg(long, default_value_t = 200)]
+    pub ops_per_key: u64,
+    /// Faults, comma separated: kill, pause, partition, move-leader, compact; or none.
+    #[arg(long, default_value = "kill,pause,partition", value_parser = parse_fault_set)]
+    pub nemesis: FaultSet,
+    /// Time between faults, and how long a fault lasts: `MIN..MAX` or one duration.
+    #[arg(long, default_value = "5s..15s", value_parser = parse_duration_range)]
+    pub nemesis_interval: DurationRange,
+    /// Whom kill and pause hit, comma separated: leader, random, minority, all.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "leader,random,minority"
+    )]
+    pub nemesis_targets: Vec<Target>,
+    /// The members' --heartbeat-interval, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// The members' --election-timeout, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// A client operation that takes longer ends as `info` (outcome unknown).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub op_timeout: Duration,
+    /// Where the history, results, plot and member logs go
+    /// (default `results/<timestamp>-<db>-<workload>`).
+    #[arg(long)]
+    pub results_dir: Option<PathBuf>,
+    /// Seed of the generator and the nemesis schedule (default: from the clock). The
+    /// cluster's own timing is not reproducible, only the choices made here.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Bound on the linearizability search per key (memoized configurations).
+    #[arg(long, default_value_t = DEFAULT_MAX_CONFIGURATIONS)]
+    pub max_configurations: u64,
+    /// Keep the members' data directories even when the run is valid.
+    #[arg(long)]
+    pub keep_data: bool,
+}
+
+/// `skiff jepsen check`.
+#[derive(Args, Clone, Debug)]
+pub struct CheckArgs {
+    /// A results directory written by `skiff jepsen run`.
+    pub results_dir: PathBuf,
+    /// Bound on the linearizability search per key (memoized configurations).
+    #[arg(long, default_value_t = DEFAULT_MAX_CONFIGURATIONS)]
+    pub max_configurations: u64,
+    /// Also rewrite `results.json`, `summary.txt` and `latency.svg` in the directory.
+    #[arg(long)]
+    pub write: bool,
+}
+
+/// Upper bound on `--concurrency`: each client is a task with its own connection.
+pub const CONCURRENCY_MAX: usize = 1_000;
+/// Upper bound on `--keys`.
+pub const KEYS_MAX: usize = 10_000;
+
+/// A validated run, as saved in `run.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    pub db: Db,
+    pub workload: WorkloadKind,
+    pub nodes: usize,
+    pub binary: PathBuf,
+    pub time_limit_ms: u64,
+    pub concurrency: usize,
+    pub rate: f64,
+    pub keys: usize,
+    pub ops_per_key: u64,
+    pub nemesis: Vec<FaultKind>,
+    pub nemesis_interval: DurationRange,
+    pub nemesis_targets: Vec<Target>,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_ms: u64,
+    pub op_timeout_ms: u64,
+    pub seed: u64,
+    pub max_configurations: u64,
+    pub keep_data: bool,
+}
+
+impl RunConfig {
+    pub fn time_limit(&self) -> Duration {
+        Duration::from_millis(self.time_limit_ms)
+    }
+
+    pub fn op_timeout(&self) -> Duration {
+        Duration::from_millis(self.op_timeout_ms)
+    }
+}
+
+impl RunArgs {
+    /// Checks the flags and resolves the binary and the seed.
+    pub fn validate(&self) -> anyhow::Result<RunConfig> {
+        ensure!(
+            self.nodes == 3 || self.nodes == 5,
+            "--nodes must be 3 or 5, got {}",
+            self.nodes
+        );
+        ensure!(
+            (1..=CONCURRENCY_MAX).contains(&self.concurrency),
+            "--concurrency must be 1..={CONCURRENCY_MAX}"
+        );
+        ensure!(
+            self.rate.is_finite() && self.rate > 0.0,
+            "--rate must be a positive number"
+        );
+        ensure!(
+            (1..=KEYS_MAX).contains(&self.keys),
+            "--keys must be 1..={KEYS_MAX}"
+        );
+        ensure!(self.ops_per_key >= 1, "--ops-per-key must be at least 1");
+        ensure!(
+            !self.time_limit.is_zero(),
+            "--time-limit must be above zero"
+        );
+        ensure!(
+            self.heartbeat_interval >= 1 && self.election_timeout >= 5 * self.heartbeat_interval,
+            "--election-timeout ({} ms) must be at least 5 × --heartbeat-interval ({} ms), as etcd requires",
+            self.election_timeout,
+            self.heartbeat_interval
+        );
+        ensure!(
+            self.op_timeout >= Duration::from_millis(100),
+            "--op-timeout must be at least 100ms"
+        );
+        ensure!(
+            !self.nemesis_targets.is_empty(),
+            "--nemesis-targets must name at least one target"
+        );
+        let binary = match self.db {
+            Db::Etcd => {
+                ensure!(
+                    self.etcd_bin.is_file(),
+                    "--etcd-bin {} is not a file (Debian: apt-get install etcd-server)",
+                    self.etcd_bin.display()
+                );
+                self.etcd_bin.clone()
+            }
+            Db::Skiff => find_skiff(self.skiff_bin.as_deref())?,
+        };
+        let seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        });
+        Ok(RunConfig {
+            db: self.db,
+            workload: self.workload,
+            nodes: self.nodes,
+            binary,
+            time_limit_ms: self.time_limit.as_millis() as u64,
+            concurrency: self.concurrency,
+            rate: self.rate,
+            keys: self.keys,
+            ops_per_key: self.ops_per_key,
+            nemesis: self.nemesis.0.clone(),
+            nemesis_interval: self.nemesis_interval,
+            nemesis_targets: self.nemesis_targets.clone(),
+            heartbeat_interval_ms: self.heartbeat_interval,
+            election_timeout_ms: self.election_timeout,
+            op_timeout_ms: self.op_timeout.as_millis() as u64,
+            seed,
+            max_configurations: self.max_configurations,
+            keep_data: self.keep_data,
+        })
+    }
+}
+
+/// `--skiff-bin`, else the running executable if it is `skiff`, else a `skiff` beside it.
+fn find_skiff(explicit: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        ensure!(
+            path.is_file(),
+            "--skiff-bin {} is not a file",
+            path.display()
+        );
+        return Ok(path.to_path_buf());
+    }
+    let exe = std::env::current_exe()?;
+    if exe.file_stem().is_some_and(|s| s == "skiff") {
+        return Ok(exe);
+    }
+    if let Some(beside) = exe.parent().map(|d| d.join("skiff")) {
+        if beside.is_file() {
+            return Ok(beside);
+        }
+    }
+    bail!(
+        "cannot find the skiff binary beside {}; pass --skiff-bin",
+        exe.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_ranges_parse_and_reject_nonsense() {
+        assert_eq!(
+            parse_duration_range("5s..15s"),
+            Ok(DurationRange {
+                min_ms: 5_000,
+                max_ms: 15_000
+            })
+        );
+        assert_eq!(
+            parse_duration_range("500ms"),
+            Ok(DurationRange {
+                min_ms: 500,
+                max_ms: 500
+            })
+        );
+        assert!(parse_duration_range("15s..5s").is_err());
+        assert!(parse_duration_range("10ms").is_err());
+        assert!(parse_duration_range("soon").is_err());
+    }
+
+    #[test]
+    fn fault_sets_accept_none_and_reject_unknown_faults() {
+        assert_eq!(parse_fault_set("none"), Ok(FaultSet(vec![])));
+        assert_eq!(
+            parse_fault_set("kill,move-leader,kill"),
+            Ok(FaultSet(vec![FaultKind::Kill, FaultKind::MoveLeader]))
+        );
+        assert!(parse_fault_set("kill,clock").is_err());
+    }
+}

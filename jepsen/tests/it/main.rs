@@ -1,0 +1,3 @@
+//! skiff-jepsen's integration tests: one binary (see the house style).
+
+mod sim;
