@@ -18,7 +18,11 @@
 //! its node. The outcome goes back to raft-rs (`report_snapshot`).
 //!
 //! Receiving: every batch names its cluster; a member of another cluster is refused with
-//! `FailedPrecondition` (etcd's "cluster ID mismatch").
+//! `FailedPrecondition` (etcd's "cluster ID mismatch"). A member removed from the cluster is
+//! refused with `PermissionDenied` and `REMOVED_MEMBER_MESSAGE` (etcd's rafthttp answers
+//! 410 Gone): a removed member may never apply its own removal — the others stop sending to
+//! it once they apply it — so it learns from the refusal (the first time its election timer
+//! fires and it asks for votes) and stops, through the hook given to `on_removed`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -66,6 +70,8 @@ const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// HTTP/2 pings find a peer that vanished without closing its socket (power loss, pause).
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// What a member answers a member the cluster has removed (etcd's words).
+pub const REMOVED_MEMBER_MESSAGE: &str = "the member has been permanently removed from the cluster";
 
 /// The state machine's side of snapshots.
 pub trait SnapshotStore: Send + Sync + 'static {
@@ -146,6 +152,10 @@ struct Inner {
     node: OnceLock<NodeHandle>,
     snapshots: Arc<dyn SnapshotStore>,
     snapshots_in_flight: Mutex<HashSet<u64>>,
+    /// Members removed from the cluster: their messages are refused.
+    removed: Mutex<HashSet<u64>>,
+    /// Called when a peer says this member was removed.
+    on_removed: OnceLock<Box<dyn Fn() + Send + Sync>>,
     metrics: TransportMetrics,
     /// Peer tasks run here, whichever thread adds the peer (the applier is not a tokio thread).
     runtime: tokio::runtime::Handle,
@@ -173,6 +183,8 @@ impl Transport {
                 node: OnceLock::new(),
                 snapshots,
                 snapshots_in_flight: Mutex::new(HashSet::new()),
+                removed: Mutex::new(HashSet::new()),
+                on_removed: OnceLock::new(),
                 metrics: metrics.unwrap_or_else(TransportMetrics::unregistered),
                 runtime: tokio::runtime::Handle::current(),
             }),
@@ -201,6 +213,16 @@ impl Transport {
         let task = self.inner.runtime.spawn(run_peer(self.inner.clone(), id, url.to_string(), rx));
         info!(peer = format_args!("{id:x}"), url, "added peer");
         peers.insert(id, Peer { url: url.to_string(), active_since: None, tx, task });
+    }
+
+    /// Records members removed from the cluster; their messages are refused from now on.
+    pub fn set_removed(&self, ids: impl IntoIterator<Item = u64>) {
+        self.inner.removed.lock().extend(ids);
+    }
+
+    /// What to do when a peer refuses this member as removed (set once; etcd stops).
+    pub fn on_removed(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.inner.on_removed.set(Box::new(hook));
     }
 
     pub fn remove_peer(&self, id: u64) {
@@ -360,6 +382,12 @@ async fn run_peer(inner: Arc<Inner>, id: u64, url: String, mut rx: mpsc::Receive
                 }
                 result = &mut call => {
                     if let Ok(Err(status)) = result {
+                        if is_removed_refusal(&status) {
+                            warn!(peer = %peer, "{REMOVED_MEMBER_MESSAGE}");
+                            if let Some(hook) = inner.on_removed.get() {
+                                hook();
+                            }
+                        }
                         debug!(peer = %peer, error = %status, "peer stream closed");
                     }
                     break;
@@ -374,6 +402,10 @@ async fn run_peer(inner: Arc<Inner>, id: u64, url: String, mut rx: mpsc::Receive
         }
         tokio::time::sleep(backoff).await;
     }
+}
+
+fn is_removed_refusal(status: &Status) -> bool {
+    status.code() == tonic::Code::PermissionDenied && status.message() == REMOVED_MEMBER_MESSAGE
 }
 
 fn set_active(inner: &Inner, id: u64, since: Option<std::time::Instant>) {
@@ -479,6 +511,13 @@ impl Service {
         Ok(())
     }
 
+    fn check_not_removed(&self, from: u64) -> Result<(), Status> {
+        if self.inner.removed.lock().contains(&from) {
+            return Err(Status::permission_denied(REMOVED_MEMBER_MESSAGE));
+        }
+        Ok(())
+    }
+
     fn node(&self) -> Result<&NodeHandle, Status> {
         self.inner.node.get().ok_or_else(|| Status::unavailable("raft node is starting"))
     }
@@ -494,6 +533,7 @@ impl RaftTransport for Service {
         let mut stream = request.into_inner();
         while let Some(batch) = stream.message().await? {
             self.check_cluster(batch.cluster_id)?;
+            self.check_not_removed(batch.from)?;
             let node = self.node()?;
             let from = format!("{:x}", batch.from);
             let mut bytes = 0;
@@ -519,6 +559,7 @@ impl RaftTransport for Service {
         let mut stream = request.into_inner();
         let first = stream.message().await?.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         self.check_cluster(first.cluster_id)?;
+        self.check_not_removed(first.from)?;
         let msg = decode(&first.message)?;
         if msg.get_msg_type() != MessageType::MsgSnapshot || msg.to != self.inner.self_id {
             return Err(Status::invalid_argument("the first snapshot chunk must carry a MsgSnapshot for this member"));

@@ -588,8 +588,23 @@ fn replaced_member(kind: Server) -> anyhow::Result<()> {
         .expect("a follower");
     let old_id = c.members()[victim].id.expect("ID");
     let name = c.members()[victim].name.clone();
-    c.remove_member(victim)?;
+    // Down while its removal commits, it never applies it; restarted with its old data it
+    // learns it from the others' refusal and stops by itself (etcd: "the member has been
+    // permanently removed from the cluster").
     c.member(victim).stop()?;
+    c.remove_member(victim)?;
+    c.member(victim).restart_with_env(&[])?;
+    poll(
+        "a removed member restarted on its old data exits by itself",
+        REMOVED_EXIT_TIMEOUT,
+        || {
+            Ok(if c.member(victim).is_running() {
+                Err("still running".into())
+            } else {
+                Ok(())
+            })
+        },
+    )?;
     c.member(victim).wipe_data()?;
     c.wait_leader()?;
     expected.extend(put_many(&c.running_endpoints(), "s6/between/", 20)?);

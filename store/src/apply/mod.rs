@@ -206,6 +206,7 @@ impl Applier {
 
     /// Points the transport at exactly the members of `m`.
     fn sync_peers(&self, m: &Membership) {
+        self.transport.set_removed(m.removed.iter().copied());
         for (id, _) in self.transport.peers() {
             if !m.members.contains_key(&id) {
                 self.transport.remove_peer(id);

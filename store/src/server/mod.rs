@@ -29,7 +29,7 @@ use skiff_raft::storage::{DurableStorage, WalConfig};
 use skiff_raft::transport::{Transport, TransportMetrics};
 use skiff_raft::wal::WalMetrics;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::apply::{Alarms, Applied, Applier, Waiters};
 use crate::config::{ClusterState, StoreConfig};
@@ -378,6 +378,19 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
             transport.set_peer(m.id, url);
         }
     }
+    transport.set_removed(membership.read().removed.iter().copied());
+    // A removed member that missed its own removal learns it from a peer's refusal; like
+    // etcd it stops. Exit once: several peers may refuse at the same time.
+    transport.on_removed(|| {
+        static STOPPING: std::sync::Once = std::sync::Once::new();
+        STOPPING.call_once(|| {
+            error!("{}", Error::MemberRemoved);
+            std::thread::spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::process::exit(0);
+            });
+        });
+    });
     let node_config = NodeConfig {
         id: config.member_id,
         tick_interval: config.heartbeat_interval,
