@@ -156,6 +156,12 @@ pub struct Wal {
     log: LogState<IndexTerm>,
     /// Index of the latest snapshot marker known to be durable; compaction stops there.
     synced_snapshot_index: u64,
+    /// Something appended since the last sync must be durable before its append is
+    /// acknowledged: entries, a snapshot marker, or a hard state with a new term or vote.
+    /// A hard state that only moves the commit index need not be (as etcd's WAL): a lost
+    /// commit index is learned again from the leader, and at start the node raises it to
+    /// the state machine's applied index.
+    must_sync: bool,
     /// Records encoded but not yet written to the file.
     pending: Vec<u8>,
     /// Bytes written since open, prologues included (for the write-bytes metric).
@@ -267,6 +273,7 @@ impl Wal {
             synced_offset: scan.end_offset,
             preallocated_bytes: scan.header.preallocated_bytes,
             synced_snapshot_index: log.snapshot.index,
+            must_sync: false,
             log: log.map(|e| IndexTerm::from(e)),
             segments,
             file,
@@ -297,6 +304,7 @@ impl Wal {
             preallocated_bytes: header.preallocated_bytes,
             log: LogState::default(),
             synced_snapshot_index: 0,
+            must_sync: false,
             pending: Vec::new(),
             bytes_written: 0,
             poisoned: false,
@@ -339,6 +347,9 @@ impl Wal {
     }
 
     fn append_records(&mut self, batch: &LogBatch<'_>) -> Result<()> {
+        if batch.snapshot.is_some() || !batch.entries.is_empty() {
+            self.must_sync = true;
+        }
         if let Some(meta) = batch.snapshot {
             let start = self.pending.len();
             record::encode_snapshot(&mut self.pending, meta);
@@ -366,6 +377,10 @@ impl Wal {
             rest = tail;
         }
         if let Some(hs) = batch.hard_state {
+            let old = &self.log.hard_state;
+            if hs.term != old.term || hs.vote != old.vote {
+                self.must_sync = true;
+            }
             let start = self.pending.len();
             record::encode_hard_state(&mut self.pending, hs);
             self.place_last_record(start)?;
@@ -461,6 +476,7 @@ impl Wal {
             self.file.sync_data().map_err(|e| io_err(path, e))?;
             self.synced_offset = self.written_offset;
         }
+        self.must_sync = false;
         self.synced_snapshot_index = self.log.snapshot.index;
         fail_point!("wal::after_fsync", |_| Err(
             self.injected("wal::after_fsync")
@@ -524,6 +540,12 @@ impl Wal {
 
     pub fn last_index(&self) -> u64 {
         self.log.last_index()
+    }
+
+    /// Whether something appended since the last sync must be synced before it is
+    /// acknowledged (see `must_sync`); `has_unsynced` may be true while this is false.
+    pub fn must_sync(&self) -> bool {
+        self.must_sync
     }
 
     /// Whether anything was appended since the last sync.

@@ -473,3 +473,48 @@ fn leftover_tmp_segment_is_removed() {
     assert!(!tmp.exists());
     assert_eq!(wal.segment_paths().len(), 1);
 }
+
+#[test]
+fn only_entries_markers_and_new_terms_or_votes_must_be_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = must_open(&WalConfig::new(dir.path()));
+    assert!(!wal.must_sync());
+    must_append(&mut wal, &entries(1, 3, 1, 10));
+    assert!(wal.must_sync(), "entries");
+    wal.sync().unwrap();
+    assert!(!wal.must_sync());
+
+    let hs = |term, vote, commit| HardState {
+        term,
+        vote,
+        commit,
+        ..Default::default()
+    };
+    let append_hs = |wal: &mut Wal, h: HardState| {
+        wal.append(&LogBatch {
+            hard_state: Some(&h),
+            ..Default::default()
+        })
+        .unwrap();
+    };
+    append_hs(&mut wal, hs(1, 1, 0));
+    assert!(wal.must_sync(), "a new term and vote");
+    wal.sync().unwrap();
+    append_hs(&mut wal, hs(1, 1, 2));
+    assert!(!wal.must_sync(), "only the commit index moved");
+    assert!(wal.has_unsynced(), "but it was written");
+    append_hs(&mut wal, hs(1, 1, 3));
+    assert!(!wal.must_sync());
+    append_hs(&mut wal, hs(2, 0, 3));
+    assert!(wal.must_sync(), "a new term");
+    wal.sync().unwrap();
+    append_hs(&mut wal, hs(2, 2, 3));
+    assert!(wal.must_sync(), "a vote in the same term");
+    wal.sync().unwrap();
+    wal.append(&LogBatch {
+        snapshot: Some(&marker(2, 1)),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(wal.must_sync(), "a snapshot marker");
+}
