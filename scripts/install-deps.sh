@@ -3,12 +3,17 @@
 #   libclang-dev  bindgen for the RocksDB bindings (librocksdb-sys)
 #   etcd-client   real etcdctl, driven by the integration tests
 #   etcd-server   real etcd, the reference the differential tests compare against
+#   iproute2, nftables  network namespaces and kernel packet drops (jepsen's netns faults)
+#   faketime      libfaketime, clock skew for one member (jepsen's clock nemesis)
 set -euo pipefail
 need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v flock >/dev/null 2>&1 || need+=(util-linux)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+dpkg -s libfaketime >/dev/null 2>&1 || need+=(libfaketime faketime)
 if ((${#need[@]} == 0)); then
   exit 0
 fi

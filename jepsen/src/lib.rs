@@ -42,6 +42,7 @@ pub mod elle;
 pub mod history;
 pub mod linearizable;
 pub mod model;
+pub mod netns;
 pub mod runner;
 pub mod sim;
 pub mod watch;

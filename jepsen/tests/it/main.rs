@@ -1,3 +1,4 @@
 //! skiff-jepsen's integration tests: one binary (see the house style).
 
 mod sim;
+mod netns;
