@@ -40,6 +40,7 @@
 
 pub mod elle;
 pub mod history;
+pub mod lazyfs;
 pub mod linearizable;
 pub mod model;
 pub mod netns;

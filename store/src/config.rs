@@ -90,6 +90,10 @@ pub struct StoreArgs {
     /// data. `skiff jepsen` uses it to prove its checkers catch a store that cheats.
     #[arg(long, hide = true, default_value_t = false, action = clap::ArgAction::Set)]
     pub unsafe_no_read_index: bool,
+    /// Disables fsync, unsafe, will cause data loss (etcd 3.5's flag). For consistency
+    /// testing: jepsen's power-loss fault must catch it.
+    #[arg(long, env = "ETCD_UNSAFE_NO_FSYNC", default_value_t = false, action = clap::ArgAction::Set)]
+    pub unsafe_no_fsync: bool,
     /// Reject reconfiguration requests that would cause quorum loss.
     #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", default_value_t = true, action = clap::ArgAction::Set)]
     pub strict_reconfig_check: bool,
@@ -192,6 +196,8 @@ pub struct StoreConfig {
     pub listen_peer: Vec<SocketAddr>,
     /// Serve linearizable reads without ReadIndex (a deliberate bug for jepsen's self-test).
     pub unsafe_no_read_index: bool,
+    /// Never fsync the raft log (etcd's `--unsafe-no-fsync`).
+    pub unsafe_no_fsync: bool,
     pub strict_reconfig_check: bool,
     pub auto_promote_learners: bool,
     /// Raft entries kept behind the compaction point for followers that lag a little.
@@ -322,6 +328,7 @@ impl StoreArgs {
             listen_peer,
             strict_reconfig_check: self.strict_reconfig_check,
             unsafe_no_read_index: self.unsafe_no_read_index,
+            unsafe_no_fsync: self.unsafe_no_fsync,
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             auto_promote_learners: self.auto_promote_learners,
             lease_checkpoint_interval: self.experimental_enable_lease_checkpoint.then(|| {

@@ -48,6 +48,12 @@ impl Server {
     pub fn start_with(self, extra_args: &[&str]) -> anyhow::Result<RunningServer> {
         RunningServer::start(self, extra_args)
     }
+
+    /// As `start`, with the data directory at `data_dir` (e.g. a lazyfs mount) instead of
+    /// inside the server's temp dir.
+    pub fn start_on(self, extra_args: &[&str], data_dir: PathBuf) -> anyhow::Result<RunningServer> {
+        RunningServer::start_on(self, extra_args, Some(data_dir))
+    }
 }
 
 /// Finds `name` on `PATH`, or explains how to get it.
@@ -83,10 +89,15 @@ pub struct RunningServer {
     child: Child,
     kind: Server,
     extra_args: Vec<String>,
+    data_dir: PathBuf,
 }
 
 impl RunningServer {
     fn start(kind: Server, extra_args: &[&str]) -> anyhow::Result<RunningServer> {
+        Self::start_on(kind, extra_args, None)
+    }
+
+    fn start_on(kind: Server, extra_args: &[&str], data_dir: Option<PathBuf>) -> anyhow::Result<RunningServer> {
         // etcdctl is needed for readiness either way; fail early with the hint.
         must_find_binary("etcdctl")?;
         let dir = tempfile::Builder::new()
@@ -95,7 +106,8 @@ impl RunningServer {
         std::fs::create_dir(dir.path().join("scratch"))?;
         let (client_port, peer_port) = free_port_pair()?;
         let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
-        let child = spawn(kind, dir.path(), client_port, peer_port, &extra_args)?;
+        let data_dir = data_dir.unwrap_or_else(|| dir.path().join("data"));
+        let child = spawn(kind, dir.path(), &data_dir, client_port, peer_port, &extra_args)?;
         let mut server = RunningServer {
             client_port,
             peer_port,
@@ -103,6 +115,7 @@ impl RunningServer {
             child,
             kind,
             extra_args,
+            data_dir,
         };
         server.wait_ready().with_context(|| {
             format!(
@@ -125,14 +138,21 @@ impl RunningServer {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(self.kind, self.dir.path(), self.client_port, self.peer_port, &self.extra_args)?;
+        self.child = spawn(
+            self.kind,
+            self.dir.path(),
+            &self.data_dir,
+            self.client_port,
+            self.peer_port,
+            &self.extra_args,
+        )?;
         self.wait_ready()
             .with_context(|| format!("restart failed; log tail:\n{}", self.log_tail()))
     }
 
     /// The server's data directory.
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data_dir.clone()
     }
 
     pub fn client_url(&self) -> String {
@@ -239,6 +259,7 @@ impl Drop for RunningServer {
 fn spawn(
     kind: Server,
     dir: &std::path::Path,
+    data_dir: &std::path::Path,
     client_port: u16,
     peer_port: u16,
     extra_args: &[String],
@@ -247,7 +268,6 @@ fn spawn(
         Server::Skiff => PathBuf::from(env!("CARGO_BIN_EXE_skiff")),
         Server::Etcd => must_find_binary("etcd")?,
     };
-    let data_dir = dir.join("data");
     let client_url = format!("http://127.0.0.1:{client_port}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
     let mut cmd = Command::new(&binary);

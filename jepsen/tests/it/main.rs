@@ -2,3 +2,4 @@
 
 mod sim;
 mod netns;
+mod lazyfs;

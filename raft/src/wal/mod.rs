@@ -91,6 +91,9 @@ pub struct WalConfig {
     /// The writer's metrics (`WalMetrics::register`); `None` means the process-wide ones in
     /// the default registry.
     pub metrics: Option<WalMetrics>,
+    /// UNSAFE (etcd's `--unsafe-no-fsync`): never fsync, so an acknowledged write can be
+    /// lost by a power loss. For tests that must show a durability checker catches it.
+    pub unsafe_no_fsync: bool,
 }
 
 impl WalConfig {
@@ -99,6 +102,7 @@ impl WalConfig {
             dir: dir.into(),
             segment_bytes: SEGMENT_BYTES_MAX,
             metrics: None,
+            unsafe_no_fsync: false,
         }
     }
 
@@ -156,6 +160,7 @@ pub struct Wal {
     log: LogState<IndexTerm>,
     /// Index of the latest snapshot marker known to be durable; compaction stops there.
     synced_snapshot_index: u64,
+    unsafe_no_fsync: bool,
     /// Something appended since the last sync must be durable before its append is
     /// acknowledged: entries, a snapshot marker, or a hard state with a new term or vote.
     /// A hard state that only moves the commit index need not be (as etcd's WAL): a lost
@@ -273,6 +278,7 @@ impl Wal {
             synced_offset: scan.end_offset,
             preallocated_bytes: scan.header.preallocated_bytes,
             synced_snapshot_index: log.snapshot.index,
+            unsafe_no_fsync: config.unsafe_no_fsync,
             must_sync: false,
             log: log.map(|e| IndexTerm::from(e)),
             segments,
@@ -304,6 +310,7 @@ impl Wal {
             preallocated_bytes: header.preallocated_bytes,
             log: LogState::default(),
             synced_snapshot_index: 0,
+            unsafe_no_fsync: config.unsafe_no_fsync,
             must_sync: false,
             pending: Vec::new(),
             bytes_written: 0,
@@ -472,8 +479,10 @@ impl Wal {
             self.injected("wal::before_fsync")
         ));
         if self.has_unsynced() {
-            let path = &self.segments.last().expect("a current segment").path;
-            self.file.sync_data().map_err(|e| io_err(path, e))?;
+            if !self.unsafe_no_fsync {
+                let path = &self.segments.last().expect("a current segment").path;
+                self.file.sync_data().map_err(|e| io_err(path, e))?;
+            }
             self.synced_offset = self.written_offset;
         }
         self.must_sync = false;

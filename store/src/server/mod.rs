@@ -316,6 +316,10 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
     let (storage, writer) = {
         let mut wal_config = WalConfig::new(dir.join("wal"));
         wal_config.metrics = Some(WalMetrics::register(metrics.registry())?);
+        wal_config.unsafe_no_fsync = config.unsafe_no_fsync;
+        if config.unsafe_no_fsync {
+            warn!("--unsafe-no-fsync: the raft log is never fsynced; a power loss will lose acknowledged writes");
+        }
         if joining.is_some() {
             // An empty log and no membership: the leader sends a snapshot first.
             DurableStorage::open(wal_config)?
