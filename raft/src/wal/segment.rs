@@ -2,12 +2,17 @@
 //! segment's records while telling a torn tail from corruption.
 //!
 //! The rule for a bad record (bad CRC, unknown type, or running past the end of the file):
-//! - in the last segment, if nothing but zeros follows the bytes it claims (or it runs past the
-//!   end of a file shorter than its preallocated size, or its length is garbage and all
-//!   non-zero bytes after it fit in one page), it is a torn tail: the last write did not fully
-//!   reach the disk before a crash. It is cut.
-//! - anywhere else it is corruption, reported with the file and offset. Never skipped: records
-//!   after it would be replayed with a hole before them.
+//! - in the last segment it is a torn tail — the last write did not fully reach the disk
+//!   before a crash — and is cut, only if it shows the marks of an unfinished write and
+//!   nothing written follows it: it runs past the end of a file shorter than its
+//!   preallocated size; or nothing but zeros follows the bytes it claims and some of its own
+//!   bytes were never written (a whole sector of it, or its last `TORN_ZERO_SUFFIX_BYTES`,
+//!   still zero, as etcd's WAL decides); or its length is garbage, all non-zero bytes after it
+//!   fit in one page, and no valid record can be found among them.
+//! - anything else is corruption, reported with the file and offset: a bit flipped in a
+//!   record that was fully written (and fsynced, so perhaps acknowledged) must never be taken
+//!   for a torn write and silently cut. Never skipped either: records after it would be
+//!   replayed with a hole before them.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -19,6 +24,12 @@ use super::{Error, Result};
 /// Garbage of unknown length at the end of the last segment is taken for a torn write only
 /// if it fits in one page, the unit the kernel writes back.
 const TORN_GARBAGE_BYTES_MAX: usize = 4096;
+/// The unit a disk writes atomically: a crash leaves whole sectors of a write unwritten
+/// (zero, in a preallocated segment).
+const SECTOR_BYTES: usize = 512;
+/// A record whose last bytes are this many zeros was cut short by a crash (for disks that do
+/// not write sectors atomically); a fully written record ending so is vanishingly rare.
+const TORN_ZERO_SUFFIX_BYTES: usize = 16;
 /// `{seq:016x}-{first_index:016x}.wal`
 const SEGMENT_SUFFIX: &str = ".wal";
 /// Extension of a segment being created; any left at open are remains of a crash.
@@ -223,20 +234,23 @@ pub fn scan_segment(segment: &SegmentFile, is_last: bool) -> Result<Scan> {
                 claimed_end,
             } => {
                 let last_non_zero = buf.iter().rposition(|&b| b != 0).unwrap_or(0);
-                let rest_is_zero = match claimed_end {
+                let torn_write = match claimed_end {
                     // The record runs past the end of the file. A crash can leave a file
                     // shorter than written only before its size reached the preallocated one.
                     Some(end) if offset + end > buf.len() && offset + end <= preallocated => true,
                     Some(end) if offset + end <= buf.len() => {
                         first_non_zero(&buf[offset + end..]).is_none()
+                            && partly_unwritten(&buf[..offset + end], offset)
                     }
                     // The length is garbage (over the limit, or past the preallocated size,
                     // which the writer never writes beyond), so where the record ends is
                     // unknown. Garbage confined to one page at the very end is the page a crash
-                    // interrupted; more than that may hide good records, so it is corruption.
-                    _ => last_non_zero < offset + TORN_GARBAGE_BYTES_MAX,
+                    // interrupted — unless a valid record hides in it: then the length was
+                    // flipped in a record that had been written, and cutting would drop the
+                    // good records after it.
+                    _ => last_non_zero < offset + TORN_GARBAGE_BYTES_MAX && !valid_record_within(&buf[..=last_non_zero], offset + 1),
                 };
-                if is_last && rest_is_zero {
+                if is_last && torn_write {
                     torn = Some(reason);
                     break;
                 }
@@ -251,6 +265,30 @@ pub fn scan_segment(segment: &SegmentFile, is_last: bool) -> Result<Scan> {
         torn,
         file_bytes: buf.len() as u64,
     })
+}
+
+/// Whether the record at `buf[start..]` (ending at `buf.len()`) has bytes a write never
+/// reached: a whole sector-aligned piece of it still zero, or a zero tail.
+fn partly_unwritten(buf: &[u8], start: usize) -> bool {
+    let end = buf.len();
+    if end - start >= TORN_ZERO_SUFFIX_BYTES && buf[end - TORN_ZERO_SUFFIX_BYTES..].iter().all(|&b| b == 0) {
+        return true;
+    }
+    let mut piece = start;
+    while piece < end {
+        let next = ((piece / SECTOR_BYTES) + 1) * SECTOR_BYTES;
+        let piece_end = next.min(end);
+        if buf[piece..piece_end].iter().all(|&b| b == 0) {
+            return true;
+        }
+        piece = piece_end;
+    }
+    false
+}
+
+/// Whether a record with a matching CRC starts anywhere in `buf[from..]`.
+fn valid_record_within(buf: &[u8], from: usize) -> bool {
+    (from..buf.len()).any(|at| matches!(record::parse_frame(&buf[at..]), Frame::Valid { .. }))
 }
 
 fn first_non_zero(bytes: &[u8]) -> Option<usize> {

@@ -518,3 +518,56 @@ fn only_entries_markers_and_new_terms_or_votes_must_be_synced() {
     .unwrap();
     assert!(wal.must_sync(), "a snapshot marker");
 }
+
+/// A bit flipped in the last record, fully written and fsynced, is corruption — not a torn
+/// tail to cut (that would silently drop an acknowledged entry).
+#[test]
+fn a_bit_flip_in_the_last_written_record_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = WalConfig::new(dir.path());
+    let (path, last, end) = {
+        let (mut wal, _) = must_open(&config);
+        must_append(&mut wal, &entries(1, 2, 1, 40));
+        let last = wal.written_position().1;
+        must_append(&mut wal, &entries(3, 3, 1, 40));
+        wal.sync().unwrap();
+        let (path, end) = wal.written_position();
+        (path.to_path_buf(), last, end)
+    };
+    // Flip one bit in the payload of the last record.
+    let at = (last + end) / 2;
+    let byte = read_at(&path, at, 1)[0];
+    write_at(&path, at, &[byte ^ 0x10]);
+    match Wal::open(&config) {
+        Err(Error::Corrupt { file, offset, reason }) => {
+            assert_eq!(file, path);
+            assert_eq!(offset, last);
+            assert!(reason.contains("crc"), "{reason}");
+        }
+        other => panic!("expected corruption, got {:?}", other.map(|(_, r)| r)),
+    }
+}
+
+/// A flipped length field turns a record's length into garbage; the good records after it
+/// must not be cut as if they were the garbage of a torn write.
+#[test]
+fn a_garbage_length_followed_by_good_records_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = WalConfig::new(dir.path());
+    let (path, victim) = {
+        let (mut wal, _) = must_open(&config);
+        must_append(&mut wal, &entries(1, 2, 1, 8));
+        let victim = wal.written_position().1;
+        for i in 3..=6 {
+            must_append(&mut wal, &entries(i, i, 1, 8));
+        }
+        wal.sync().unwrap();
+        (wal.written_position().0.to_path_buf(), victim)
+    };
+    // The top byte of the little-endian length: far over any limit.
+    write_at(&path, victim + 3, &[0xff]);
+    match Wal::open(&config) {
+        Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, victim),
+        other => panic!("expected corruption, got {:?}", other.map(|(_, r)| r)),
+    }
+}

@@ -12,6 +12,9 @@ use skiff_raft::wal::{LogBatch, Recovered, Wal, WalConfig, SEGMENT_BYTES_MIN};
 
 use crate::entry;
 
+/// The unit a disk writes atomically.
+const SECTOR_BYTES: u64 = 512;
+
 #[derive(Debug, Clone)]
 enum Op {
     /// Appends `n` entries, overwriting the last `back` (as a new leader would); a new term
@@ -35,7 +38,10 @@ enum Op {
     Sync,
     Compact,
     /// Drop the `Wal` without syncing, then lose everything after a point between the last
-    /// sync and the end of what was written: cut the file there, or zero it from there.
+    /// sync and the end of what was written: cut the file there, or zero it from there. Zeros
+    /// start at a sector boundary (or at the synced end): a disk writes sectors whole, and
+    /// the WAL takes a record with a sector of it unwritten for a torn write, while a record
+    /// fully written but wrong is corruption (a bit flip, never cut).
     Crash {
         cut: u16,
         zero_fill: bool,
@@ -222,6 +228,7 @@ impl Harness {
         let cut_at = synced + cut as u64 % (written - synced + 1);
         let mut f = OpenOptions::new().write(true).open(&path).unwrap();
         if zero_fill {
+            let cut_at = (cut_at / SECTOR_BYTES * SECTOR_BYTES).max(synced);
             f.seek(SeekFrom::Start(cut_at)).unwrap();
             f.write_all(&vec![0; (written - cut_at) as usize]).unwrap();
         } else {
