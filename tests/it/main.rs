@@ -14,4 +14,5 @@ mod etcdctl_diff;
 mod h2shim_etcdctl;
 mod harness;
 mod jepsen_smoke;
+mod lock_api;
 mod store_features;

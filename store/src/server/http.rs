@@ -12,7 +12,8 @@ use super::cluster::ClusterService;
 use super::kv::KvService;
 use super::lease::LeaseService;
 use super::maintenance::MaintenanceService;
-use super::unimplemented::{AuthService, ElectionService, LockService};
+use super::lock::LockService;
+use super::unimplemented::{AuthService, ElectionService};
 use super::{EtcdServer, CLUSTER_VERSION, ETCD_VERSION};
 use crate::config::GRPC_OVERHEAD_BYTES;
 use crate::proto::etcdserverpb::{
@@ -46,7 +47,10 @@ pub fn router(server: Arc<EtcdServer>, grpc: bool) -> Router {
             MaintenanceServer::new(MaintenanceService { server: server.clone() }).max_decoding_message_size(max),
         )
         .add_service(AuthServer::new(AuthService).max_decoding_message_size(max))
-        .add_service(LockServer::new(LockService).max_decoding_message_size(max))
+        .add_service(
+            LockServer::new(LockService { server: server.clone(), channel: Default::default() })
+                .max_decoding_message_size(max),
+        )
         .add_service(ElectionServer::new(ElectionService).max_decoding_message_size(max));
     let learner_gate = axum::middleware::from_fn_with_state(server.clone(), refuse_on_learner);
     routes.into_axum_router().layer(learner_gate).merge(http)

@@ -12,6 +12,7 @@ mod h2shim;
 mod http;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
 mod members;
 pub mod peer;
@@ -77,6 +78,8 @@ pub struct EtcdServer {
     stopping: std::sync::atomic::AtomicBool,
     next_request_id: AtomicU64,
     started: Instant,
+    /// The first client listener's bound address: the Lock service is a client of it.
+    pub self_client_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl EtcdServer {
@@ -445,6 +448,7 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
         stopping: std::sync::atomic::AtomicBool::new(false),
         next_request_id: AtomicU64::new(first_id),
         started: Instant::now(),
+        self_client_addr: std::sync::OnceLock::new(),
     });
 
     // The raft node ends on its own only on a fatal storage error (a failed WAL write or
@@ -469,6 +473,7 @@ pub async fn start(mut config: StoreConfig) -> anyhow::Result<RunningServer> {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         client_addrs.push(local);
+        let _ = server.self_client_addr.set(local);
         info!(address = %local, "serving client traffic (gRPC + HTTP)");
         let router = http::router(server.clone(), true);
         let mut ready = server.ready.subscribe();

@@ -1,4 +1,4 @@
-//! The Auth, Lock and Election services: part of etcd's API, not served yet. Every RPC
+//! The Auth and Election services: part of etcd's API, not served yet. Every RPC
 //! answers `Unimplemented` with the RPC's name, never a silent success, so a client knows
 //! exactly what is missing.
 
@@ -9,14 +9,13 @@ use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::proto::etcdserverpb as pb;
-use crate::proto::{v3electionpb as epb, v3lockpb as lpb};
+use crate::proto::v3electionpb as epb;
 
 fn unimplemented(rpc: &'static str) -> Status {
     Error::Unimplemented(rpc).into()
 }
 
 pub struct AuthService;
-pub struct LockService;
 pub struct ElectionService;
 
 #[tonic::async_trait]
@@ -89,17 +88,6 @@ impl pb::auth_server::Auth for AuthService {
         Err(unimplemented("Auth.RoleRevokePermission"))
     }
 
-}
-
-#[tonic::async_trait]
-impl lpb::lock_server::Lock for LockService {
-    async fn lock(&self, _r: Request<lpb::LockRequest>) -> Result<Response<lpb::LockResponse>, Status> {
-        Err(unimplemented("Lock.Lock"))
-    }
-
-    async fn unlock(&self, _r: Request<lpb::UnlockRequest>) -> Result<Response<lpb::UnlockResponse>, Status> {
-        Err(unimplemented("Lock.Unlock"))
-    }
 }
 
 type ObserveStream = Pin<Box<dyn Stream<Item = Result<epb::LeaderResponse, Status>> + Send>>;
