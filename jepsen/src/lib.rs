@@ -1,35 +1,30 @@
 //! skiff-jepsen: consistency and fault-injection testing, for Skiff and for any etcd.
 //!
-//! # What exists now (first slice of issue 4)
+//! # What exists now
 //!
-//! A library, with no IO beyond reading and writing histories:
-//! - [`history`]: the history of a run — invocations and `ok` / `fail` / `info` completions
-//!   per process, with monotonic times — and its `history.jsonl` format (one op per line),
-//!   plus pairing of invocations with completions.
-//! - [`model`]: the [`Model`](model::Model) trait (a sequential specification: initial
-//!   state, `step`) and two models, [`Register`](model::Register) (read / write / cas on
-//!   one value) and [`KvRegister`](model::KvRegister) (one register per key, partitioned
-//!   by key).
-//! - [`linearizable`]: a Wing–Gong search with Lowe's improvements (memoized
-//!   configurations, just-in-time linearization), `info` operations as possibly applied,
-//!   per-key partitioning, a bounded search that answers `Unknown` rather than guess, and
-//!   human-readable evidence for violations.
+//! - [`history`], [`model`], [`linearizable`]: histories (`history.jsonl`), sequential
+//!   models, and a Wing–Gong / Lowe linearizability search, per key, bounded, with evidence.
+//! - [`elle`]: the list-append anomaly checker (G0, G1a/b/c, G-single, G2-item, real time).
+//! - [`watch`]: etcd's watch guarantees (Ordered, Unique, Atomic, Reliable, Resumable,
+//!   Bookmarkable, PrevKV, Filter, IsCreate) and a cross-watcher comparison.
+//! - [`sim`]: deterministic simulation of the raft core from a seed.
+//! - [`runner`]: `skiff jepsen run|check` against `skiff store` or etcd members, workloads
+//!   register, set, append, watch, lease-lock and kube, each with its checker; faults kill,
+//!   pause, partitions (two-way and one-way), drop, delay, clock (libfaketime),
+//!   membership, WAL disk faults, move-leader and compaction; results directories with
+//!   plots. A real run proves the checkers catch a cheating store
+//!   (`--unsafe-no-read-index`).
+//! - [`process`]: member processes of `skiff store` or etcd (ports, flags, spawn, signals,
+//!   stop), shared by the runner's cluster and by `skiff-benches`.
 //!
 //! # What issue 4 still needs
 //!
-//! - cluster runners (`skiff store` members or real etcd members) and the `skiff jepsen`
-//!   command, with a results directory (`history.jsonl`, `results.json`, `summary.txt`,
-//!   latency plots with fault windows) and a progress bar;
-//! - workloads: register over the etcd wire API, set, append (Elle-style transactions),
-//!   watch, lease/lock, kubernetes-like List/Watch/optimistic-concurrency;
-//! - the nemesis: kills and pauses, partitions (userspace proxy, namespaces + nftables),
-//!   clock skew, membership changes, admin operations, disk faults (lazyfs-like FUSE);
-//! - the transaction-anomaly checker for append (G0, G1a/b/c, G-single, G2, real-time);
-//! - the watch checkers (Ordered, Unique, Atomic, Reliable, Resumable, Bookmarkable, PrevKV,
-//!   Filter, IsCreate);
-//! - deterministic simulation of the raft + store core from a seed, with regression seeds;
-//! - proof on real runs that each checker can fail (a deliberately unsafe store setting).
-//!
+//! - [`lazyfs`] (lost unsynced writes) and [`netns`] (kernel-level partitions and loss)
+//!   exist as libraries with their own tests; they are not yet faults of the runner's
+//!   nemesis;
+//! - snapshot-file faults (only WAL segments are corrupted today); grow and shrink beyond
+//!   remove-then-re-add; defragmentation as an admin fault.
+
 //! # Rules
 //!
 //! Talks to clusters only through wire protocols, so everything here works against real
@@ -44,6 +39,7 @@ pub mod lazyfs;
 pub mod linearizable;
 pub mod model;
 pub mod netns;
+pub mod process;
 pub mod runner;
 pub mod sim;
 pub mod watch;

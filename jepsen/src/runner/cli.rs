@@ -36,6 +36,22 @@ pub enum WorkloadKind {
     Register,
     /// Unique adds under a prefix, then one final read; every acknowledged add must be there.
     Set,
+    /// Elle-style transactions of appends to and reads of lists stored as values, made
+    /// atomic with a compare on the touched keys' mod_revisions; checked for G0, G1a/b/c,
+    /// G-single, G2-item and real-time order.
+    Append,
+    /// Writers put and delete under a prefix while watchers (some resuming after a
+    /// disconnect) watch it; checked for etcd's watch guarantees against the writers'
+    /// acknowledged history.
+    Watch,
+    /// Lease-guarded writes (a write under an expired lease must be refused) and
+    /// lock-guarded counter increments through etcd's Lock API (mutual exclusion, which
+    /// etcd does not promise without fencing).
+    LeaseLock,
+    /// Kubernetes-like pods under `/registry/pods/`: optimistic-concurrency create /
+    /// update / delete, paginated lists at a pinned revision, watches from a list's
+    /// revision, compaction every few seconds.
+    Kube,
 }
 
 impl WorkloadKind {
@@ -43,6 +59,10 @@ impl WorkloadKind {
         match self {
             WorkloadKind::Register => "register",
             WorkloadKind::Set => "set",
+            WorkloadKind::Append => "append",
+            WorkloadKind::Watch => "watch",
+            WorkloadKind::LeaseLock => "lease-lock",
+            WorkloadKind::Kube => "kube",
         }
     }
 }
@@ -59,6 +79,26 @@ pub enum FaultKind {
     Pause,
     /// Cut peer links through the proxies (halves, isolated leader, majorities ring).
     Partition,
+    /// Cut peer traffic in one direction only: messages *from* a random member (the
+    /// leader half the time) to the others are dropped, the other way still flows.
+    PartitionOneWay,
+    /// Drop a share of the peer traffic on every link (whole proxied chunks).
+    Drop,
+    /// Delay peer traffic on every link by a fixed latency plus jitter.
+    Delay,
+    /// Restart a member under libfaketime with its clock skewed (and strobing) by
+    /// seconds; restart it with the real clock when the fault ends.
+    Clock,
+    /// Remove a member (`member remove`), wipe its data, add it back (`member add`) and
+    /// restart it with `--initial-cluster-state existing`.
+    Membership,
+    /// Kill a member, truncate or flip a bit in the tail of its newest WAL segment,
+    /// restart it; what it did (refused with an error, cut the torn tail) is recorded.
+    Disk,
+    /// `kill -9` the targets and forget every write to their data dirs that no fsync
+    /// covered (a power loss: data dirs are lazyfs FUSE mounts when this fault is asked
+    /// for); restart them when the fault ends.
+    PowerLoss,
     /// Ask the leader to hand leadership to another member (instantaneous).
     MoveLeader,
     /// Compact the keyspace at the current revision (instantaneous).
@@ -71,6 +111,13 @@ impl FaultKind {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
+            FaultKind::PartitionOneWay => "partition-one-way",
+            FaultKind::Drop => "drop",
+            FaultKind::Delay => "delay",
+            FaultKind::Clock => "clock",
+            FaultKind::Membership => "membership",
+            FaultKind::Disk => "disk",
+            FaultKind::PowerLoss => "power-loss",
             FaultKind::MoveLeader => "move-leader",
             FaultKind::Compact => "compact",
         }
@@ -107,7 +154,7 @@ fn parse_fault_set(s: &str) -> Result<FaultSet, String> {
             continue;
         }
         let kind = FaultKind::from_str(part, true).map_err(|_| {
-            format!("unknown fault {part:?}; expected none or any of kill, pause, partition, move-leader, compact")
+            format!("unknown fault {part:?}; expected none or any of kill, pause, partition, partition-one-way, drop, delay, clock, membership, disk, move-leader, compact")
         })?;
         if !kinds.contains(&kind) {
             kinds.push(kind);
@@ -185,7 +232,8 @@ pub struct RunArgs {
     /// each key's history small enough for the linearizability search).
     #[arg(long, default_value_t = 200)]
     pub ops_per_key: u64,
-    /// Faults, comma separated: kill, pause, partition, move-leader, compact; or none.
+    /// Faults, comma separated: kill, pause, partition, partition-one-way, drop, delay,
+    /// clock, membership, disk, move-leader, compact; or none.
     #[arg(long, default_value = "kill,pause,partition", value_parser = parse_fault_set)]
     pub nemesis: FaultSet,
     /// Time between faults, and how long a fault lasts: `MIN..MAX` or one duration.
@@ -222,6 +270,11 @@ pub struct RunArgs {
     /// Keep the members' data directories even when the run is valid.
     #[arg(long)]
     pub keep_data: bool,
+    /// UNSAFE, skiff only: start the members with `--unsafe-no-read-index`, serving
+    /// linearizable reads from local state; a partition then yields stale reads, which the
+    /// checkers must catch.
+    #[arg(long)]
+    pub unsafe_no_read_index: bool,
 }
 
 /// `skiff jepsen check`.
@@ -263,6 +316,8 @@ pub struct RunConfig {
     pub seed: u64,
     pub max_configurations: u64,
     pub keep_data: bool,
+    #[serde(default)]
+    pub unsafe_no_read_index: bool,
 }
 
 impl RunConfig {
@@ -314,6 +369,10 @@ impl RunArgs {
             !self.nemesis_targets.is_empty(),
             "--nemesis-targets must name at least one target"
         );
+        ensure!(
+            !self.unsafe_no_read_index || self.db == Db::Skiff,
+            "--unsafe-no-read-index is a skiff flag; etcd has no such setting"
+        );
         let binary = match self.db {
             Db::Etcd => {
                 ensure!(
@@ -350,6 +409,7 @@ impl RunArgs {
             seed,
             max_configurations: self.max_configurations,
             keep_data: self.keep_data,
+            unsafe_no_read_index: self.unsafe_no_read_index,
         })
     }
 }
@@ -411,6 +471,17 @@ mod tests {
             parse_fault_set("kill,move-leader,kill"),
             Ok(FaultSet(vec![FaultKind::Kill, FaultKind::MoveLeader]))
         );
-        assert!(parse_fault_set("kill,clock").is_err());
+        assert!(parse_fault_set("kill,meteor").is_err());
+        assert_eq!(
+            parse_fault_set("partition-one-way,drop,delay,clock,membership,disk"),
+            Ok(FaultSet(vec![
+                FaultKind::PartitionOneWay,
+                FaultKind::Drop,
+                FaultKind::Delay,
+                FaultKind::Clock,
+                FaultKind::Membership,
+                FaultKind::Disk
+            ]))
+        );
     }
 }

@@ -8,17 +8,14 @@
 //! members in order), and is killed when the [`Cluster`] drops.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use etcd_client::{Client, ConnectOptions};
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
-use std::os::unix::process::CommandExt as _;
 
 use super::cli::{Db, RunConfig};
 use super::proxy::PeerProxies;
+use crate::process::{self, free_ports, loopback_url, MemberFlags, MemberProcess};
 
 /// From spawning the members to every one of them naming the same leader.
 pub const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -44,23 +41,20 @@ pub struct Member {
     /// Holds `data/` and `member.log`.
     pub dir: PathBuf,
     args: Vec<String>,
-    child: Option<Child>,
-    paused: bool,
+    /// Extra environment of the next start (libfaketime for the clock fault).
+    env: Vec<(String, String)>,
+    process: MemberProcess,
     /// Set when the runner kills the process, so that its exit is not reported as a crash.
     killed_by_us: bool,
 }
 
 impl Member {
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        loopback_url(self.client_port)
     }
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
-    }
-
-    fn pid(&self) -> Option<Pid> {
-        self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
     }
 }
 
@@ -71,6 +65,9 @@ pub struct Cluster {
     pub proxies: PeerProxies,
     /// Members that exited without being killed by the runner: name and exit status.
     crashes: Vec<String>,
+    /// Per member, the lazyfs mount its data dir is (for the power-loss fault). Declared
+    /// last: dropped (unmounted) after `members`, whose processes are killed on drop.
+    lazy: Vec<Option<crate::lazyfs::LazyFs>>,
 }
 
 impl Cluster {
@@ -96,43 +93,51 @@ impl Cluster {
                 proxy_port: proxies.port(i),
                 dir: member_dir,
                 args: Vec::new(),
-                child: None,
-                paused: false,
+                env: Vec::new(),
+                process: MemberProcess::default(),
                 killed_by_us: false,
             });
         }
         let initial_cluster = members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.proxy_port))
+            .map(|m| format!("{}={}", m.name, loopback_url(m.proxy_port)))
             .collect::<Vec<_>>()
             .join(",");
         let token = format!("skiff-jepsen-{}", config.seed);
         for member in &mut members {
-            member.args = [
-                ("--name", member.name.clone()),
-                ("--data-dir", member.data_dir().display().to_string()),
-                ("--listen-client-urls", member.client_url()),
-                ("--advertise-client-urls", member.client_url()),
-                (
-                    "--listen-peer-urls",
-                    format!("http://127.0.0.1:{}", member.peer_port),
-                ),
-                (
-                    "--initial-advertise-peer-urls",
-                    format!("http://127.0.0.1:{}", member.proxy_port),
-                ),
-                ("--initial-cluster", initial_cluster.clone()),
-                ("--initial-cluster-state", "new".to_owned()),
-                ("--initial-cluster-token", token.clone()),
-                (
-                    "--heartbeat-interval",
-                    config.heartbeat_interval_ms.to_string(),
-                ),
-                ("--election-timeout", config.election_timeout_ms.to_string()),
-            ]
-            .into_iter()
-            .flat_map(|(flag, value)| [flag.to_owned(), value])
-            .collect();
+            member.args = MemberFlags {
+                name: &member.name,
+                data_dir: &member.data_dir(),
+                client_url: &member.client_url(),
+                listen_peer_url: &loopback_url(member.peer_port),
+                advertise_peer_url: &loopback_url(member.proxy_port),
+                initial_cluster: &initial_cluster,
+                token: &token,
+                heartbeat_interval_ms: config.heartbeat_interval_ms,
+                election_timeout_ms: config.election_timeout_ms,
+            }
+            .to_args();
+            if config.unsafe_no_read_index {
+                member.args.push("--unsafe-no-read-index=true".to_owned());
+            }
+        }
+        let mut lazy = Vec::with_capacity(n);
+        for member in &members {
+            if config.nemesis.contains(&super::cli::FaultKind::PowerLoss) {
+                let backing = member.dir.join("data.backing");
+                let data = member.data_dir();
+                std::fs::create_dir_all(&backing)?;
+                std::fs::create_dir_all(&data)?;
+                let fs = crate::lazyfs::LazyFs::mount(&backing, &data).with_context(|| {
+                    format!(
+                        "mounting lazyfs for {} (the power-loss fault needs root and /dev/fuse)",
+                        member.name
+                    )
+                })?;
+                lazy.push(Some(fs));
+            } else {
+                lazy.push(None);
+            }
         }
         let mut cluster = Cluster {
             db: config.db,
@@ -140,6 +145,7 @@ impl Cluster {
             members,
             proxies,
             crashes: Vec::new(),
+            lazy,
         };
         for i in 0..n {
             cluster.spawn(i)?;
@@ -151,6 +157,16 @@ impl Cluster {
         &self.members
     }
 
+    /// Forgets the un-fsynced writes of member `i`'s data dir (it must not be running).
+    /// Returns how many files lost data.
+    pub fn lose_unsynced(&mut self, i: usize) -> anyhow::Result<usize> {
+        anyhow::ensure!(!self.is_running(i), "{} is running", self.members[i].name);
+        match &self.lazy[i] {
+            Some(fs) => fs.lose_unsynced(),
+            None => anyhow::bail!("{}'s data dir is not a lazyfs mount", self.members[i].name),
+        }
+    }
+
     pub fn name(&self, i: usize) -> &str {
         &self.members[i].name
     }
@@ -158,92 +174,83 @@ impl Cluster {
     /// Starts member `i` with the flags it was created with (after a kill: its data dir
     /// holds a WAL, so etcd and skiff ignore the initial-cluster flags, as on any restart).
     pub fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
-        let binary = self.binary.clone();
-        let db = self.db;
         let member = &mut self.members[i];
-        anyhow::ensure!(member.child.is_none(), "{} is already running", member.name);
-        let mut cmd = Command::new(&binary);
-        if db == Db::Skiff {
-            cmd.arg("store");
-        }
-        cmd.args(&member.args);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ETCD_") {
-                cmd.env_remove(&key);
-            }
-        }
-        let log_path = member.dir.join("member.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("spawning {} for {}", binary.display(), member.name))?;
+        anyhow::ensure!(
+            !member.process.is_running(),
+            "{} is already running",
+            member.name
+        );
+        let child = process::spawn_member(
+            &self.binary,
+            self.db == Db::Skiff,
+            &member.args,
+            &member.env,
+            &member.dir,
+            &member.name,
+        )?;
         self.proxies.set_pid(i, Some(child.id()));
-        member.child = Some(child);
-        member.paused = false;
+        member.process.started(child);
         member.killed_by_us = false;
         Ok(())
+    }
+
+    /// The environment of member `i`'s next start.
+    pub fn set_env(&mut self, i: usize, env: Vec<(String, String)>) {
+        self.members[i].env = env;
+    }
+
+    /// From now on member `i` starts with `--initial-cluster-state existing` (it was
+    /// added back to a running cluster with an empty data dir).
+    pub fn set_existing(&mut self, i: usize) {
+        process::set_existing(&mut self.members[i].args);
+    }
+
+    /// The member's peer URL, as the others know it (its proxy).
+    pub fn peer_url(&self, i: usize) -> String {
+        loopback_url(self.members[i].proxy_port)
+    }
+
+    /// The last `lines` lines of member `i`'s log.
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.members[i].dir.join(process::MEMBER_LOG))
+            .unwrap_or_default();
+        let text = strip_ansi(&text);
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// SIGKILL and reap. A paused member dies too (SIGKILL needs no SIGCONT).
     pub fn kill(&mut self, i: usize) -> anyhow::Result<()> {
         self.note_exits();
         let member = &mut self.members[i];
-        let Some(mut child) = member.child.take() else {
+        if !member.process.is_running() {
             return Ok(());
-        };
+        }
         member.killed_by_us = true;
-        let _ = child.kill();
-        child.wait()?;
-        member.paused = false;
+        member.process.kill()?;
         self.proxies.set_pid(i, None);
         Ok(())
     }
 
     pub fn pause(&mut self, i: usize) -> anyhow::Result<()> {
-        self.signal(i, Signal::SIGSTOP)?;
-        self.members[i].paused = true;
-        Ok(())
+        let member = &mut self.members[i];
+        member.process.pause(&member.name)
     }
 
     pub fn resume(&mut self, i: usize) -> anyhow::Result<()> {
-        if self.members[i].paused {
-            self.signal(i, Signal::SIGCONT)?;
-            self.members[i].paused = false;
-        }
-        Ok(())
-    }
-
-    fn signal(&mut self, i: usize, signal: Signal) -> anyhow::Result<()> {
-        let member = &self.members[i];
-        let Some(pid) = member.pid() else {
-            bail!("{} is not running", member.name);
-        };
-        nix::sys::signal::kill(pid, signal)
-            .with_context(|| format!("sending {signal} to {} ({pid})", member.name))
+        let member = &mut self.members[i];
+        member.process.resume(&member.name)
     }
 
     pub fn is_running(&mut self, i: usize) -> bool {
         self.note_exits();
-        self.members[i].child.is_some()
+        self.members[i].process.is_running()
     }
 
     /// Reaps members that exited by themselves and remembers them as crashes.
     pub fn note_exits(&mut self) {
         for (i, member) in self.members.iter_mut().enumerate() {
-            let Some(child) = member.child.as_mut() else {
-                continue;
-            };
-            if let Ok(Some(status)) = child.try_wait() {
-                member.child = None;
-                member.paused = false;
+            if let Ok(Some(status)) = member.process.try_exited() {
                 self.proxies.set_pid(i, None);
                 if !member.killed_by_us {
                     self.crashes
@@ -271,27 +278,17 @@ impl Cluster {
         }
         let mut forced = Vec::new();
         for &i in order {
-            if self.members[i].child.is_none() {
+            let member = &mut self.members[i];
+            if !member.process.is_running() {
                 continue;
             }
-            self.members[i].killed_by_us = true;
-            let _ = self.signal(i, Signal::SIGTERM);
-            let member = &mut self.members[i];
-            let Some(mut child) = member.child.take() else {
-                continue;
-            };
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            loop {
-                if matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    forced.push(member.name.clone());
-                    break;
-                }
-                std::thread::sleep(STOP_POLL_INTERVAL);
+            member.killed_by_us = true;
+            if member
+                .process
+                .stop(&member.name, STOP_TIMEOUT, STOP_POLL_INTERVAL)
+                == Some(true)
+            {
+                forced.push(member.name.clone());
             }
             self.proxies.set_pid(i, None);
         }
@@ -299,27 +296,33 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for member in &mut self.members {
-            if let Some(mut child) = member.child.take() {
-                // Exactly the process we spawned, reaped so that no zombie outlives us.
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn colour_codes_are_stripped_from_logs() {
+        assert_eq!(
+            super::strip_ansi("\u{1b}[2mtime\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m cut"),
+            "time  WARN cut"
+        );
     }
 }
 
-/// `n` distinct free loopback ports: every listener is held until all are chosen.
-pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
+/// The text without terminal colour codes (`ESC [ … m`), which member logs may hold.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A client to one endpoint, with the runner's connect timeout.

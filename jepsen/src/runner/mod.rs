@@ -7,39 +7,65 @@
 //! 1. [`cluster`]: `--nodes` members of `skiff store` or etcd on free loopback ports,
 //!    each member's peer port behind a [`proxy`] (the network the nemesis cuts); clients
 //!    talk to the members' client ports directly.
-//! 2. [`workload`]: `--concurrency` client processes, each on its own connection to one
-//!    member, paced to `--rate` over all, for `--time-limit`; every invocation and
-//!    completion goes through the [`recorder`] into `history.jsonl`.
-//! 3. [`nemesis`]: kill, pause, partition, move-leader, compact, one at a time, every
+//! 2. The workload (`--workload`): `--concurrency` client processes, each on its own
+//!    connection to one member, paced to `--rate` over all, for `--time-limit`:
+//!    - register and set: [`workload`]; every invocation and completion goes through the
+//!      [`recorder`] into `history.jsonl`;
+//!    - append: [`append`], Elle-style transactions; `history.jsonl` is the transaction
+//!      history;
+//!    - watch: [`watch_workload`], writers and resuming watchers; `watch.json`;
+//!    - lease-lock: [`lock_workload`], Lock-API critical sections and lease probes;
+//!      `lock.json`;
+//!    - kube: [`kube_workload`], optimistic writes, pinned paginated lists, watches from
+//!      lists, compaction; `kube.json`.
+//!
+//!    The last three also record a register-shaped view of their requests in
+//!    `history.jsonl`, for the counts, latencies and plot.
+//! 3. [`nemesis`]: kill, pause, partition, partition-one-way, drop, delay (the [`proxy`]),
+//!    clock (libfaketime), membership (remove, wipe, re-add), disk ([`disk_fault`] on the
+//!    WAL), move-leader, compact; one at a time, every kind once per round, every
 //!    `--nemesis-interval`; each fault is a window in `nemesis.jsonl`.
-//! 4. When time is up (or on Ctrl-C or SIGTERM) clients stop, the active fault is healed, the set
-//!    workload reads its final state, the members stop.
-//! 5. [`report`]: the checker (register: [`crate::linearizable`] over
-//!    [`KvRegister`](crate::model::KvRegister); set: [`set_checker`]) and the figures go
-//!    to `results.json`, `summary.txt` and [`plot`]'s `latency.svg`.
+//! 4. When time is up (or on Ctrl-C or SIGTERM) the active fault is healed, clients stop
+//!    (watchers first catch up to the final revision), the set workload reads its final
+//!    state, the members stop.
+//! 5. [`report`]: the workload's checker (register: [`crate::linearizable`] over
+//!    [`KvRegister`](crate::model::KvRegister); set: [`set_checker`]; append:
+//!    [`crate::elle`]; watch: [`crate::watch`]; lease-lock: [`lock_checker`]; kube:
+//!    [`kube_checker`]) and the figures go to `results.json`, `summary.txt` and [`plot`]'s
+//!    `latency.svg`.
 //!
 //! # The results directory
 //!
 //! `run.json` (the validated flags), `history.jsonl`, `nemesis.jsonl`,
-//! `set-final-read.json` (set only), `results.json`, `summary.txt`, `latency.svg`, and
+//! `set-final-read.json` (set only), `watch.json` / `lock.json` / `kube.json` (those
+//! workloads), `results.json`, `summary.txt`, `latency.svg`, and
 //! `members/<name>/member.log` (+ `data/`, removed after a valid run unless
-//! `--keep-data`). `skiff jepsen check DIR` needs only the first four.
+//! `--keep-data`). `skiff jepsen check DIR` needs all but the last three.
 //!
 //! # Exit codes
 //!
 //! 0 valid, 1 a checker found a violation, 2 a checker could not decide, 255 the runner
-//! failed (e.g. the cluster never became ready).
+//! failed (e.g. the cluster never became ready). Lock unsafety in the lease-lock workload
+//! is expected without fencing: it is reported, with evidence, and does not make a run
+//! invalid.
 //!
 //! # Limits
 //!
-//! Partitions are symmetric (a link is cut both ways; see [`proxy`] for why one-way cuts
-//! cannot be made at the connection level). Members that the runner did not start cannot
-//! be identified by the proxies. If the runner itself is SIGKILLed, its members (in their
-//! own process groups) are left running.
+//! Drop loses whole proxied chunks and closes their connection (a TCP stream cannot skip
+//! bytes; see [`proxy`]). libfaketime skews skiff's clock but not etcd's (Go reads the clock
+//! through the vDSO, not libc). Members that the runner did not start cannot be identified
+//! by the proxies. If the runner itself is SIGKILLed, its members (in their own process
+//! groups) are left running.
 
+mod append;
 mod cli;
 mod client;
 mod cluster;
+mod disk_fault;
+mod kube_checker;
+mod kube_workload;
+mod lock_checker;
+mod lock_workload;
 mod nemesis;
 mod plot;
 mod procnet;
@@ -47,6 +73,7 @@ mod proxy;
 mod recorder;
 mod report;
 mod set_checker;
+mod watch_workload;
 mod workload;
 
 use std::io::{BufRead, BufReader, Write as _};
@@ -82,6 +109,8 @@ pub const MEMBERS_DIR: &str = "members";
 const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on one attempt of the final read.
 const FINAL_READ_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Cluster starts tried when a member finds its port taken (see [`start_cluster`]).
+const CLUSTER_START_ATTEMPTS_MAX: usize = 3;
 /// Progress bar refresh.
 const PROGRESS_TICK: Duration = Duration::from_millis(200);
 
@@ -125,11 +154,19 @@ pub fn check(args: CheckArgs) -> anyhow::Result<Validity> {
     let dir = &args.results_dir;
     let config: RunConfig = read_json(&dir.join(RUN_FILE))?;
     let history_path = dir.join(HISTORY_FILE);
-    let history = History::read_jsonl(BufReader::new(
+    let history_in = BufReader::new(
         std::fs::File::open(&history_path)
             .with_context(|| format!("opening {}", history_path.display()))?,
-    ))
-    .with_context(|| format!("reading {}", history_path.display()))?;
+    );
+    let (history, data) = if config.workload == WorkloadKind::Append {
+        let txns = crate::elle::TxnHistory::read_jsonl(history_in)
+            .with_context(|| format!("reading {}", history_path.display()))?;
+        (append::summary_history(&txns), WorkloadData::Append(txns))
+    } else {
+        let history = History::read_jsonl(history_in)
+            .with_context(|| format!("reading {}", history_path.display()))?;
+        (history, load_data(dir, config.workload)?)
+    };
     let faults: Vec<FaultWindow> = read_jsonl_lines(&dir.join(NEMESIS_FILE))?;
     let final_read: Option<FinalRead> = match config.workload {
         WorkloadKind::Set if dir.join(FINAL_READ_FILE).exists() => {
@@ -145,6 +182,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<Validity> {
         &history,
         &faults,
         final_read.as_ref(),
+        &data,
         notes,
         args.max_configurations,
     )?;
@@ -163,11 +201,7 @@ async fn run_async(config: RunConfig, dir: PathBuf) -> anyhow::Result<Validity> 
         config.db.name(),
         dir.join(MEMBERS_DIR).display()
     );
-    let cluster = Cluster::start(&config, &dir.join(MEMBERS_DIR)).await?;
-    let urls: Vec<String> = cluster.members().iter().map(|m| m.client_url()).collect();
-    let cluster = Arc::new(Mutex::new(cluster));
-    let mut admin = Admin::connect(&urls).await?;
-    admin.wait_ready(&cluster).await?;
+    let (cluster, urls, admin) = start_cluster(&config, &dir.join(MEMBERS_DIR)).await?;
     let cluster_ready_s = launched.elapsed().as_secs_f64();
     eprintln!(
         "cluster ready after {cluster_ready_s:.1} s; running {} for {:?}",
@@ -175,36 +209,17 @@ async fn run_async(config: RunConfig, dir: PathBuf) -> anyhow::Result<Validity> 
         config.time_limit()
     );
 
-    let mut kvs = Vec::with_capacity(config.concurrency);
-    for i in 0..config.concurrency {
-        kvs.push(
-            cluster::connect(&urls[i % urls.len()], None)
-                .await?
-                .kv_client(),
-        );
-    }
+    let history_file = match config.workload {
+        // The append history is a transaction history, written whole at the end.
+        WorkloadKind::Append => None,
+        _ => Some(dir.join(HISTORY_FILE)),
+    };
     let recorder = Arc::new(recorder::Recorder::new(
         Instant::now(),
-        Some(&dir.join(HISTORY_FILE)),
+        history_file.as_deref(),
     )?);
-    let clients = Arc::new(Clients {
-        workload: Workload::new(&config),
-        recorder: Arc::clone(&recorder),
-        pacer: Pacer::new(config.rate),
-        op_timeout: config.op_timeout(),
-        concurrency: config.concurrency as u64,
-        seed: config.seed,
-    });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut client_tasks = tokio::task::JoinSet::new();
-    for (i, kv) in kvs.into_iter().enumerate() {
-        client_tasks.spawn(workload::client_loop(
-            Arc::clone(&clients),
-            i,
-            kv,
-            stop_rx.clone(),
-        ));
-    }
+    let running = start_workload(&config, &urls, &recorder, &stop_rx).await?;
     let nemesis = nemesis::Nemesis::new(
         &config,
         Arc::clone(&cluster),
@@ -228,10 +243,9 @@ async fn run_async(config: RunConfig, dir: PathBuf) -> anyhow::Result<Validity> 
         _ = terminate.recv() => true,
     };
     stop_tx.send_replace(true);
-    while let Some(joined) = client_tasks.join_next().await {
-        joined.context("a client loop panicked")?;
-    }
+    // Heal first: the watch workload's watchers catch up after the faults end.
     let faults = nemesis_task.await.context("the nemesis panicked")?;
+    let data = running.finish().await?;
     let _ = ticker.await;
     progress.finish_and_clear();
     if interrupted {
@@ -240,7 +254,7 @@ async fn run_async(config: RunConfig, dir: PathBuf) -> anyhow::Result<Validity> 
 
     let final_read = match config.workload {
         WorkloadKind::Set => Some(set_final_read(&urls, &recorder).await),
-        WorkloadKind::Register => None,
+        _ => None,
     };
     let (history, client_errors) = recorder.finish()?;
     eprintln!(
@@ -257,9 +271,18 @@ async fn run_async(config: RunConfig, dir: PathBuf) -> anyhow::Result<Validity> 
     };
 
     // The history again from memory: the streamed copy may have lost a write error.
-    history.write_jsonl(std::io::BufWriter::new(std::fs::File::create(
-        dir.join(HISTORY_FILE),
-    )?))?;
+    let history_out = std::io::BufWriter::new(std::fs::File::create(dir.join(HISTORY_FILE))?);
+    let history = match &data {
+        WorkloadData::Append(txns) => {
+            txns.write_jsonl(history_out)?;
+            append::summary_history(txns)
+        }
+        _ => {
+            history.write_jsonl(history_out)?;
+            history
+        }
+    };
+    save_data(&dir, &data)?;
     write_jsonl_lines(&dir.join(NEMESIS_FILE), &faults)?;
     if let Some(read) = &final_read {
         // One line: the element list can be long.
@@ -279,6 +302,7 @@ async fn run_async(config: RunConfig, dir: PathBuf) -> anyhow::Result<Validity> 
         &history,
         &faults,
         final_read.as_ref(),
+        &data,
         notes,
         config.max_configurations,
     )?;
@@ -289,9 +313,207 @@ async fn run_async(config: RunConfig, dir: PathBuf) -> anyhow::Result<Validity> 
         let members = cluster.lock().expect("cluster lock poisoned");
         for member in members.members() {
             let _ = std::fs::remove_dir_all(member.data_dir());
+            // The power-loss fault's lazyfs backing store.
+            let _ = std::fs::remove_dir_all(member.dir.join("data.backing"));
         }
     }
     Ok(results.valid)
+}
+
+/// Starts the members and waits for a leader. The ports are free when chosen but are
+/// released before the members bind them, so another process can take one meanwhile: a
+/// member that dies at startup with "address already in use" gets a fresh cluster on new
+/// ports, at most [`CLUSTER_START_ATTEMPTS_MAX`] times.
+async fn start_cluster(
+    config: &RunConfig,
+    members_dir: &Path,
+) -> anyhow::Result<(Arc<Mutex<Cluster>>, Vec<String>, Admin)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let _ = std::fs::remove_dir_all(members_dir);
+        let cluster = Cluster::start(config, members_dir).await?;
+        let urls: Vec<String> = cluster.members().iter().map(|m| m.client_url()).collect();
+        let cluster = Arc::new(Mutex::new(cluster));
+        let mut admin = Admin::connect(&urls).await?;
+        match admin.wait_ready(&cluster).await {
+            Ok(()) => return Ok((cluster, urls, admin)),
+            Err(e) => {
+                let port_taken = {
+                    let cluster = cluster.lock().expect("cluster lock poisoned");
+                    (0..cluster.members().len()).any(|i| {
+                        cluster
+                            .log_tail(i, 20)
+                            .to_lowercase()
+                            .contains("address already in use")
+                    })
+                };
+                if !port_taken || attempt >= CLUSTER_START_ATTEMPTS_MAX {
+                    return Err(e);
+                }
+                eprintln!("a member's port was taken meanwhile; starting again on new ports");
+            }
+        }
+    }
+}
+
+/// What a workload leaves besides the register-shaped history (saved beside it, so that
+/// `check` can judge it again).
+pub enum WorkloadData {
+    /// Register and set: the history is everything.
+    None,
+    /// The transaction history (it *is* `history.jsonl` for this workload).
+    Append(crate::elle::TxnHistory),
+    /// `watch.json`: every watcher's responses and the ground truth.
+    Watch(watch_workload::WatchRecord),
+    /// `lock.json`: critical sections and lease probes.
+    LeaseLock(lock_workload::LockRecord),
+    /// `kube.json`: writes, lists and watches.
+    Kube(kube_checker::KubeRecord),
+}
+
+/// The workload's tasks while it runs.
+enum Running {
+    /// Register and set: one task per client process.
+    Clients(tokio::task::JoinSet<()>),
+    /// The other workloads: one task that owns its clients and returns what it recorded.
+    Workload(tokio::task::JoinHandle<anyhow::Result<WorkloadData>>),
+}
+
+impl Running {
+    async fn finish(self) -> anyhow::Result<WorkloadData> {
+        match self {
+            Running::Clients(mut tasks) => {
+                while let Some(joined) = tasks.join_next().await {
+                    joined.context("a client loop panicked")?;
+                }
+                Ok(WorkloadData::None)
+            }
+            Running::Workload(task) => task.await.context("the workload panicked")?,
+        }
+    }
+}
+
+/// Connects the workload's clients (client `i` to member `i % n`) and starts them.
+async fn start_workload(
+    config: &RunConfig,
+    urls: &[String],
+    recorder: &Arc<recorder::Recorder>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Running> {
+    let mut kvs = Vec::with_capacity(config.concurrency);
+    for i in 0..config.concurrency {
+        kvs.push(
+            cluster::connect(&urls[i % urls.len()], None)
+                .await?
+                .kv_client(),
+        );
+    }
+    match config.workload {
+        WorkloadKind::Register | WorkloadKind::Set => {
+            let clients = Arc::new(Clients {
+                workload: Workload::new(config),
+                recorder: Arc::clone(recorder),
+                pacer: Pacer::new(config.rate),
+                op_timeout: config.op_timeout(),
+                concurrency: config.concurrency as u64,
+                seed: config.seed,
+            });
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, kv) in kvs.into_iter().enumerate() {
+                tasks.spawn(workload::client_loop(
+                    Arc::clone(&clients),
+                    i,
+                    kv,
+                    stop.clone(),
+                ));
+            }
+            Ok(Running::Clients(tasks))
+        }
+        WorkloadKind::Append => {
+            let generator = Arc::new(append::AppendGenerator::new(
+                config.keys as u64,
+                config.ops_per_key,
+            ));
+            let txns = Arc::new(append::TxnRecorder::new(Arc::clone(recorder)));
+            let pacer = Arc::new(Pacer::new(config.rate));
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, kv) in kvs.into_iter().enumerate() {
+                tasks.spawn(append::client_loop(
+                    Arc::clone(&generator),
+                    Arc::clone(&txns),
+                    Arc::clone(&pacer),
+                    config.clone(),
+                    i,
+                    kv,
+                    stop.clone(),
+                ));
+            }
+            Ok(Running::Workload(tokio::spawn(async move {
+                while let Some(joined) = tasks.join_next().await {
+                    joined.context("an append client panicked")?;
+                }
+                Ok(WorkloadData::Append(txns.finish()))
+            })))
+        }
+        WorkloadKind::Watch => {
+            let task = watch_workload::run(
+                config.clone(),
+                urls.to_vec(),
+                Arc::clone(recorder),
+                stop.clone(),
+            );
+            Ok(Running::Workload(tokio::spawn(async move {
+                Ok(WorkloadData::Watch(task.await?))
+            })))
+        }
+        WorkloadKind::LeaseLock => {
+            let task = lock_workload::run(
+                config.clone(),
+                urls.to_vec(),
+                Arc::clone(recorder),
+                stop.clone(),
+            );
+            Ok(Running::Workload(tokio::spawn(async move {
+                Ok(WorkloadData::LeaseLock(task.await?))
+            })))
+        }
+        WorkloadKind::Kube => {
+            let task = kube_workload::run(
+                config.clone(),
+                urls.to_vec(),
+                Arc::clone(recorder),
+                stop.clone(),
+            );
+            Ok(Running::Workload(tokio::spawn(async move {
+                Ok(WorkloadData::Kube(task.await?))
+            })))
+        }
+    }
+}
+
+/// Saves what the workload recorded besides the history.
+fn save_data(dir: &Path, data: &WorkloadData) -> anyhow::Result<()> {
+    match data {
+        WorkloadData::None | WorkloadData::Append(_) => Ok(()),
+        WorkloadData::Watch(record) => write_json(&dir.join(watch_workload::WATCH_FILE), record),
+        WorkloadData::LeaseLock(record) => write_json(&dir.join(lock_workload::LOCK_FILE), record),
+        WorkloadData::Kube(record) => write_json(&dir.join(kube_workload::KUBE_FILE), record),
+    }
+}
+
+/// Loads what [`save_data`] saved (append's history is loaded by `check` itself).
+fn load_data(dir: &Path, workload: WorkloadKind) -> anyhow::Result<WorkloadData> {
+    Ok(match workload {
+        WorkloadKind::Register | WorkloadKind::Set | WorkloadKind::Append => WorkloadData::None,
+        WorkloadKind::Watch => {
+            WorkloadData::Watch(read_json(&dir.join(watch_workload::WATCH_FILE))?)
+        }
+        WorkloadKind::LeaseLock => {
+            WorkloadData::LeaseLock(read_json(&dir.join(lock_workload::LOCK_FILE))?)
+        }
+        WorkloadKind::Kube => WorkloadData::Kube(read_json(&dir.join(kube_workload::KUBE_FILE))?),
+    })
 }
 
 /// The set workload's final read: linearizable, from any member that answers, retried

@@ -1,10 +1,11 @@
-//! The nemesis: a schedule of faults, one at a time. It waits a random `--nemesis-interval`,
-//! starts a fault, waits another interval, heals it, and so on until the run stops (then it
-//! heals whatever is active). Admin faults (move-leader, compact) are single requests whose
+//! The nemesis: a schedule of faults, one at a time, every kind once per round in a random
+//! order. It waits a random `--nemesis-interval`, starts a fault, waits another interval,
+//! heals it, and so on until the run stops (then it heals whatever is active). Admin faults (move-leader, compact) are single requests whose
 //! window closes when the request returns. Every fault becomes a [`FaultWindow`]: kind,
 //! targets, what happened, start and end on the history's clock, so plots and readers can
 //! line faults up with operations.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 
 use super::cli::{FaultKind, RunConfig, Target};
 use super::cluster::{Admin, Cluster, ADMIN_REQUEST_TIMEOUT};
+use super::disk_fault;
 use super::proxy::LinkState;
 use super::recorder::Recorder;
 
@@ -50,8 +52,29 @@ enum Active {
     Nothing,
     Killed(Vec<usize>),
     Paused(Vec<usize>),
+    /// Cuts, loss or latency in the proxies.
     Partitioned,
+    /// A member running under libfaketime; the task strobing its clock, if any.
+    Clock {
+        member: usize,
+        strobe: Option<tokio::task::JoinHandle<()>>,
+    },
+    /// A member removed from the cluster, killed, its data wiped.
+    Removed(usize),
 }
+
+/// libfaketime from Debian's `libfaketime` package.
+pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+/// Largest clock skew, seconds either way.
+const CLOCK_SKEW_S_MAX: i64 = 60;
+/// How often a strobing clock jumps between its skew and the real time.
+const CLOCK_STROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// Chance, in millionths, that the drop fault loses a proxied chunk.
+const DROP_CHUNK_PER_MILLION: u32 = 20_000;
+/// How long after a restart on a corrupted WAL the nemesis looks whether the member stayed up.
+const DISK_RESTART_GRACE: Duration = Duration::from_secs(2);
+/// Attempts of `member add` when a removed member comes back.
+const MEMBER_ADD_ATTEMPTS_MAX: usize = 10;
 
 pub struct Nemesis {
     kinds: Vec<FaultKind>,
@@ -64,6 +87,9 @@ pub struct Nemesis {
     /// The active fault in a few words, for the progress bar.
     pub status: Arc<Mutex<String>>,
     windows: Vec<FaultWindow>,
+    /// The members' heartbeat; the delay fault's latency is a multiple of it.
+    heartbeat_ms: u64,
+    db: super::cli::Db,
 }
 
 impl Nemesis {
@@ -86,6 +112,8 @@ impl Nemesis {
             recorder,
             status: Arc::new(Mutex::new(String::new())),
             windows: Vec::new(),
+            heartbeat_ms: config.heartbeat_interval_ms,
+            db: config.db,
         }
     }
 
@@ -95,15 +123,19 @@ impl Nemesis {
             let _ = stop.wait_for(|s| *s).await;
             return self.windows;
         }
+        // Every kind once per round, in a random order: a short run with a few faults
+        // still sees each kind it asked for.
+        let mut round: Vec<FaultKind> = Vec::new();
         loop {
             if !self.pause_unless_stopped(&mut stop).await {
                 break;
             }
-            let kind = *self
-                .kinds
-                .choose(&mut self.rng)
-                .expect("kinds is not empty");
-            let (active, window) = self.start(kind).await;
+            if round.is_empty() {
+                round = self.kinds.clone();
+                round.shuffle(&mut self.rng);
+            }
+            let kind = round.pop().expect("a round holds every kind");
+            let (active, window) = self.start(kind, &mut stop).await;
             self.set_status(&window);
             let index = self.windows.len();
             self.windows.push(window);
@@ -113,7 +145,7 @@ impl Nemesis {
                 continue;
             }
             let stopped = !self.pause_unless_stopped(&mut stop).await;
-            self.heal(active, index);
+            self.heal(active, index).await;
             self.clear_status();
             if stopped {
                 break;
@@ -143,9 +175,76 @@ impl Nemesis {
         }
     }
 
-    async fn start(&mut self, kind: FaultKind) -> (Active, FaultWindow) {
+    async fn start(
+        &mut self,
+        kind: FaultKind,
+        stop: &mut watch::Receiver<bool>,
+    ) -> (Active, FaultWindow) {
         match kind {
-            FaultKind::Kill | FaultKind::Pause => {
+            FaultKind::PartitionOneWay => {
+                let n = self.admin.len();
+                let leader = self.admin.leader().await;
+                let from = match leader {
+                    Some(l) if self.rng.random_bool(0.5) => l,
+                    _ => self.rng.random_range(0..n),
+                };
+                let cluster = self.cluster.lock().expect("cluster lock poisoned");
+                cluster.proxies.set_links(LinkState::one_way_from(n, from));
+                let name = cluster.name(from).to_owned();
+                drop(cluster);
+                let role = if Some(from) == leader {
+                    "the leader"
+                } else {
+                    "a follower"
+                };
+                (
+                    Active::Partitioned,
+                    self.window(
+                        kind,
+                        vec![format!("{name} -> others")],
+                        format!("{name} ({role}) is not heard by the others; it hears them"),
+                    ),
+                )
+            }
+            FaultKind::Drop => {
+                let cluster = self.cluster.lock().expect("cluster lock poisoned");
+                cluster
+                    .proxies
+                    .set_links(LinkState::lossy(DROP_CHUNK_PER_MILLION));
+                drop(cluster);
+                (
+                    Active::Partitioned,
+                    self.window(
+                        kind,
+                        vec!["all links".into()],
+                        format!(
+                            "{:.1}% of chunks lost (each loss closes its connection)",
+                            DROP_CHUNK_PER_MILLION as f64 / 1e4
+                        ),
+                    ),
+                )
+            }
+            FaultKind::Delay => {
+                let delay_ms = 2 * self.heartbeat_ms;
+                let jitter_ms = self.heartbeat_ms;
+                let cluster = self.cluster.lock().expect("cluster lock poisoned");
+                cluster
+                    .proxies
+                    .set_links(LinkState::slow(delay_ms, jitter_ms));
+                drop(cluster);
+                (
+                    Active::Partitioned,
+                    self.window(
+                        kind,
+                        vec!["all links".into()],
+                        format!("{delay_ms} ms + up to {jitter_ms} ms jitter"),
+                    ),
+                )
+            }
+            FaultKind::Clock => self.start_clock().await,
+            FaultKind::Membership => self.start_membership().await,
+            FaultKind::Disk => self.start_disk(stop).await,
+            FaultKind::Kill | FaultKind::Pause | FaultKind::PowerLoss => {
                 let target = *self
                     .targets
                     .choose(&mut self.rng)
@@ -154,12 +253,18 @@ impl Nemesis {
                 let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
                 let mut hit = Vec::new();
                 let mut errors = Vec::new();
+                let mut lost = Vec::new();
                 for &m in &members {
                     if !cluster.is_running(m) {
                         continue;
                     }
                     let done = match kind {
                         FaultKind::Kill => cluster.kill(m),
+                        FaultKind::PowerLoss => cluster.kill(m).and_then(|()| {
+                            let files = cluster.lose_unsynced(m)?;
+                            lost.push(format!("{}: {files} files lost unsynced data", cluster.name(m)));
+                            Ok(())
+                        }),
                         _ => cluster.pause(m),
                     };
                     match done {
@@ -169,13 +274,16 @@ impl Nemesis {
                 }
                 let names = hit.iter().map(|&m| cluster.name(m).to_owned()).collect();
                 let mut detail = format!("{target:?}").to_lowercase();
+                if !lost.is_empty() {
+                    detail += &format!("; {}", lost.join("; "));
+                }
                 if !errors.is_empty() {
                     detail += &format!("; errors: {}", errors.join("; "));
                 }
                 drop(cluster);
                 let window = self.window(kind, names, detail);
                 let active = match kind {
-                    FaultKind::Kill => Active::Killed(hit),
+                    FaultKind::Kill | FaultKind::PowerLoss => Active::Killed(hit),
                     _ => Active::Paused(hit),
                 };
                 (active, window)
@@ -335,34 +443,331 @@ impl Nemesis {
         }
     }
 
-    fn heal(&mut self, active: Active, window: usize) {
-        let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
+    async fn heal(&mut self, active: Active, window: usize) {
         let mut errors = Vec::new();
-        match active {
-            Active::Nothing => {}
-            Active::Killed(members) => {
-                for m in members {
-                    if let Err(e) = cluster.spawn(m) {
-                        errors.push(format!("restarting {}: {e:#}", cluster.name(m)));
+        let removed = match active {
+            Active::Removed(member) => Some(member),
+            _ => None,
+        };
+        {
+            let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
+            match active {
+                Active::Nothing | Active::Removed(_) => {}
+                Active::Killed(members) => {
+                    for m in members {
+                        if let Err(e) = cluster.spawn(m) {
+                            errors.push(format!("restarting {}: {e:#}", cluster.name(m)));
+                        }
+                    }
+                }
+                Active::Paused(members) => {
+                    for m in members {
+                        if let Err(e) = cluster.resume(m) {
+                            errors.push(format!("resuming {}: {e:#}", cluster.name(m)));
+                        }
+                    }
+                }
+                Active::Partitioned => cluster.proxies.heal(),
+                Active::Clock { member, strobe } => {
+                    if let Some(task) = strobe {
+                        task.abort();
+                    }
+                    cluster.set_env(member, Vec::new());
+                    let restarted = cluster.kill(member).and_then(|()| cluster.spawn(member));
+                    if let Err(e) = restarted {
+                        errors.push(format!("restarting {}: {e:#}", cluster.name(member)));
                     }
                 }
             }
-            Active::Paused(members) => {
-                for m in members {
-                    if let Err(e) = cluster.resume(m) {
-                        errors.push(format!("resuming {}: {e:#}", cluster.name(m)));
-                    }
-                }
-            }
-            Active::Partitioned => cluster.proxies.heal(),
+            cluster.note_exits();
         }
-        cluster.note_exits();
-        drop(cluster);
+        if let Some(member) = removed {
+            if let Err(e) = self.add_back(member).await {
+                errors.push(format!("adding back: {e:#}"));
+            }
+        }
         let w = &mut self.windows[window];
         w.end_ns = Some(self.recorder.now_ns());
         if !errors.is_empty() {
             w.detail += &format!("; heal errors: {}", errors.join("; "));
         }
+    }
+
+    /// The one member a clock, membership or disk fault hits.
+    async fn one_target(&mut self) -> (usize, String) {
+        let target = *self
+            .targets
+            .choose(&mut self.rng)
+            .expect("targets is not empty");
+        let members = self.resolve(target).await;
+        let n = self.admin.len();
+        let member = members
+            .first()
+            .copied()
+            .unwrap_or_else(|| self.rng.random_range(0..n));
+        (member, format!("{target:?}").to_lowercase())
+    }
+
+    /// Restarts a member under libfaketime, its clock skewed (half the time strobing
+    /// between the skew and the real time); the offset lives in a file the member's
+    /// libfaketime re-reads every second, so the strobe needs no restart.
+    async fn start_clock(&mut self) -> (Active, FaultWindow) {
+        let (member, how) = self.one_target().await;
+        let skew_s = {
+            let s = self.rng.random_range(1..=CLOCK_SKEW_S_MAX);
+            if self.rng.random_bool(0.5) {
+                s
+            } else {
+                -s
+            }
+        };
+        let strobing = self.rng.random_bool(0.5);
+        let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
+        let name = cluster.name(member).to_owned();
+        if !Path::new(FAKETIME_LIB).is_file() {
+            drop(cluster);
+            let detail =
+                format!("{FAKETIME_LIB} missing (apt-get install libfaketime): no clock fault");
+            return (
+                Active::Nothing,
+                self.window(FaultKind::Clock, vec![name], detail),
+            );
+        }
+        let offset_file = cluster.members()[member].dir.join("faketime.rc");
+        let offset = format!("{skew_s:+}\n");
+        let written = std::fs::write(&offset_file, &offset);
+        cluster.set_env(
+            member,
+            vec![
+                ("LD_PRELOAD".into(), FAKETIME_LIB.into()),
+                (
+                    "FAKETIME_TIMESTAMP_FILE".into(),
+                    offset_file.display().to_string(),
+                ),
+                ("FAKETIME_CACHE_DURATION".into(), "1".into()),
+            ],
+        );
+        let restarted = written
+            .map_err(anyhow::Error::from)
+            .and_then(|()| cluster.kill(member))
+            .and_then(|()| cluster.spawn(member));
+        drop(cluster);
+        let mut detail = format!(
+            "{how}: restarted under libfaketime, clock {skew_s:+} s{}",
+            if strobing {
+                format!(", strobing to the real time every {CLOCK_STROBE_INTERVAL:?}")
+            } else {
+                String::new()
+            }
+        );
+        if let Err(e) = restarted {
+            detail += &format!("; error: {e:#}");
+        }
+        if self.db == super::cli::Db::Etcd {
+            // Seen in runs: etcd's log keeps the real time under libfaketime.
+            detail += "; NO EFFECT on etcd: Go reads the clock through the vDSO, not libc, so libfaketime cannot skew it";
+        }
+        let strobe = strobing.then(|| {
+            tokio::spawn(async move {
+                let mut skewed = true;
+                loop {
+                    tokio::time::sleep(CLOCK_STROBE_INTERVAL).await;
+                    skewed = !skewed;
+                    let text = if skewed {
+                        offset.clone()
+                    } else {
+                        "+0\n".to_owned()
+                    };
+                    let _ = std::fs::write(&offset_file, text);
+                }
+            })
+        });
+        (
+            Active::Clock { member, strobe },
+            self.window(FaultKind::Clock, vec![name], detail),
+        )
+    }
+
+    /// `member remove` through another member, then kill the removed one and wipe its data.
+    async fn start_membership(&mut self) -> (Active, FaultWindow) {
+        let (member, how) = self.one_target().await;
+        let n = self.admin.len();
+        let name = self
+            .cluster
+            .lock()
+            .expect("cluster lock poisoned")
+            .name(member)
+            .to_owned();
+        let id = self.admin.ids[member];
+        let via = (member + 1 + self.rng.random_range(0..n - 1)) % n;
+        let mut client = self.admin.client(via);
+        let answer = tokio::time::timeout(ADMIN_REQUEST_TIMEOUT, client.member_remove(id)).await;
+        let outcome = match answer {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(super::client::describe(&e)),
+            Err(_) => Some("timed out".to_owned()),
+        };
+        if let Some(error) = outcome {
+            let detail = format!("{how}: member remove {id:x} failed: {error}; nothing changed");
+            return (
+                Active::Nothing,
+                self.window(FaultKind::Membership, vec![name], detail),
+            );
+        }
+        let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
+        let killed = cluster.kill(member);
+        let data = cluster.members()[member].data_dir();
+        // Its contents, not the directory: it may be a lazyfs mount point.
+        let wiped = remove_contents(&data);
+        drop(cluster);
+        let mut detail = format!("{how}: removed {id:x}, killed, data wiped");
+        if let Err(e) = killed {
+            detail += &format!("; kill error: {e:#}");
+        }
+        if let Err(e) = wiped {
+            detail += &format!("; wipe error: {e}");
+        }
+        (
+            Active::Removed(member),
+            self.window(FaultKind::Membership, vec![name], detail),
+        )
+    }
+
+    /// `member add` with the removed member's peer URL, then start it with
+    /// `--initial-cluster-state existing` and its new ID.
+    async fn add_back(&mut self, member: usize) -> anyhow::Result<()> {
+        let n = self.admin.len();
+        let url = self
+            .cluster
+            .lock()
+            .expect("cluster lock poisoned")
+            .peer_url(member);
+        let mut last_error = String::new();
+        for attempt in 0..MEMBER_ADD_ATTEMPTS_MAX {
+            let via = (member + 1 + attempt % (n - 1)) % n;
+            let mut client = self.admin.client(via);
+            let answer = tokio::time::timeout(
+                ADMIN_REQUEST_TIMEOUT,
+                client.member_add([url.as_str()], None),
+            )
+            .await;
+            match answer {
+                Ok(Ok(added)) => {
+                    let id = added
+                        .member()
+                        .map(|m| m.id())
+                        .ok_or_else(|| anyhow::anyhow!("member add answered no member"))?;
+                    self.admin.ids[member] = id;
+                    let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
+                    cluster.set_existing(member);
+                    return cluster.spawn(member);
+                }
+                Ok(Err(e)) => last_error = super::client::describe(&e),
+                Err(_) => last_error = "timed out".into(),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        anyhow::bail!("member add failed {MEMBER_ADD_ATTEMPTS_MAX} times; last: {last_error}")
+    }
+
+    /// Kills a member, truncates or bit-flips the tail of its newest WAL segment (a copy is
+    /// kept) and restarts it; if it does not stay up, records why and restarts it on the
+    /// original segment.
+    async fn start_disk(&mut self, stop: &mut watch::Receiver<bool>) -> (Active, FaultWindow) {
+        let (member, how) = self.one_target().await;
+        let back = self.rng.random_range(1..=disk_fault::TAIL_BYTES_MAX);
+        let truncate = self.rng.random_bool(0.5);
+        let bit: u8 = self.rng.random_range(0..8);
+        let start = self.window(FaultKind::Disk, Vec::new(), String::new());
+        let (name, segment, backup, corrupted) = {
+            let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
+            let name = cluster.name(member).to_owned();
+            let killed = cluster.kill(member);
+            let dir = cluster.members()[member].dir.clone();
+            let data = cluster.members()[member].data_dir();
+            let corrupt = || -> anyhow::Result<(PathBuf, PathBuf, disk_fault::Corruption)> {
+                killed?;
+                let segment = disk_fault::newest_segment(&disk_fault::wal_dir(&data))?
+                    .ok_or_else(|| anyhow::anyhow!("no WAL segment"))?;
+                let backup = dir.join("wal-segment-before-disk-fault");
+                std::fs::copy(&segment, &backup)?;
+                let done = if truncate {
+                    disk_fault::truncate_tail(&segment, back)?
+                } else {
+                    disk_fault::flip_bit(&segment, back, bit)?
+                };
+                Ok((segment, backup, done))
+            };
+            let result = corrupt();
+            let spawned = cluster.spawn(member);
+            match (result, spawned) {
+                (Ok((segment, backup, done)), Ok(())) => (name, segment, backup, Ok(done)),
+                (Err(e), _) | (_, Err(e)) => (name, PathBuf::new(), PathBuf::new(), Err(e)),
+            }
+        };
+        let done = match corrupted {
+            Ok(done) => done,
+            Err(e) => {
+                let detail = format!("{how}: no disk fault: {e:#}");
+                return (
+                    Active::Nothing,
+                    FaultWindow {
+                        targets: vec![name],
+                        detail,
+                        ..start
+                    },
+                );
+            }
+        };
+        let file = segment
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(DISK_RESTART_GRACE) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+        let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
+        let log = cluster.log_tail(member, 200);
+        let mentions: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                let l = l.to_lowercase();
+                l.contains("corrupt")
+                    || l.contains("torn")
+                    || l.contains("crc")
+                    || l.contains("checksum")
+                    || l.contains("unexpected eof")
+            })
+            .collect();
+        let said = mentions
+            .last()
+            .map(|l| l.chars().take(300).collect::<String>())
+            .unwrap_or_else(|| "nothing about corruption in its log".into());
+        let outcome = if cluster.is_running(member) {
+            format!("started and stayed up; its log: {said}")
+        } else {
+            let restored = std::fs::copy(&backup, &segment)
+                .map_err(anyhow::Error::from)
+                .and_then(|_| cluster.spawn(member));
+            format!(
+                "REFUSED to start; its log: {said}; {}",
+                match restored {
+                    Ok(()) => "restarted on the original segment".to_owned(),
+                    Err(e) => format!("could not restore: {e:#}"),
+                }
+            )
+        };
+        drop(cluster);
+        let detail = format!("{how}: {file}: {done}; {outcome}");
+        (
+            Active::Nothing,
+            FaultWindow {
+                targets: vec![name],
+                detail,
+                ..start
+            },
+        )
     }
 
     fn set_status(&self, window: &FaultWindow) {
@@ -373,4 +778,17 @@ impl Nemesis {
     fn clear_status(&self) {
         self.status.lock().expect("status lock poisoned").clear();
     }
+}
+
+/// Removes everything inside `dir`, keeping `dir` itself (a mount point cannot be removed).
+fn remove_contents(dir: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }

@@ -37,6 +37,13 @@ fn fault_colour(kind: FaultKind) -> &'static str {
         FaultKind::Kill => "#d62728",
         FaultKind::Pause => "#9467bd",
         FaultKind::Partition => "#8c564b",
+        FaultKind::PartitionOneWay => "#c49c94",
+        FaultKind::Drop => "#bcbd22",
+        FaultKind::Delay => "#dbdb8d",
+        FaultKind::Clock => "#2ca02c",
+        FaultKind::Membership => "#1f77b4",
+        FaultKind::Disk => "#e7969c",
+        FaultKind::PowerLoss => "#ad494a",
         FaultKind::MoveLeader => "#17becf",
         FaultKind::Compact => "#7f7f7f",
     }
@@ -242,7 +249,11 @@ pub fn latency_svg(
     );
     let functions: &[Function] = match workload {
         WorkloadKind::Register => &[Function::Read, Function::Write, Function::Cas],
-        WorkloadKind::Set => &[Function::Write],
+        WorkloadKind::Set | WorkloadKind::Watch => &[Function::Write],
+        WorkloadKind::Append => &[Function::Read, Function::Write],
+        WorkloadKind::LeaseLock | WorkloadKind::Kube => {
+            &[Function::Read, Function::Write, Function::Cas]
+        }
     };
     for &f in functions {
         ly += 18.0;

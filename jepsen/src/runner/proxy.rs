@@ -12,24 +12,35 @@
 //!
 //! # What a cut does
 //!
-//! Links are cut in both directions at once: etcd's streams carry messages against the
-//! direction they were dialed in (a member dials its peer to *receive*), so the direction
-//! of a connection says nothing about the direction of the messages and a one-way cut
-//! cannot be made at this level. While `{a, b}` is cut, its open connections stall (the
-//! proxy stops forwarding, reads and drops whatever arrives, so a sender sees silence, not
-//! a reset) and new ones are accepted and stalled the same way; when the link heals, the
-//! stalled connections are closed and the members dial again, as after a long outage.
-//! A connection whose dialer cannot be identified (counted in [`ProxyStats::unidentified`];
-//! in practice a member killed while dialing) is forwarded while no cut touches its
-//! destination, and closed at once otherwise.
+//! Cuts are directed: `a -> b` blocked means bytes from `a` to `b` are not delivered, on
+//! every connection between them whichever side dialed it (etcd's streams carry messages
+//! against the direction they were dialed in: a member dials its peer to *receive*, so
+//! the proxy works per byte direction, not per connection). A partition blocks both
+//! directions; a one-way cut one. While a direction is blocked, whatever arrives in it is
+//! read and dropped (a sender sees silence, not a reset or back-pressure); when it heals,
+//! the connection is closed and the members dial again, as after a long outage (a TCP
+//! stream cannot skip the bytes that were dropped). A connection accepted while its link
+//! is cut both ways is stalled the same way. A connection whose dialer cannot be
+//! identified (counted in [`ProxyStats::unidentified`]; in practice a member killed while
+//! dialing) is forwarded while no cut touches its destination, and closed at once
+//! otherwise.
+//!
+//! # Drop and delay
+//!
+//! Loss and latency apply to every link while set. A *delay* holds each chunk read from one
+//! side for `delay_ms` plus up to `jitter_ms`, in order (a bounded queue per direction,
+//! [`DELAY_QUEUE_CHUNKS_MAX`]). A *drop* loses a chunk with the given probability; since a
+//! TCP stream cannot lose bytes in the middle and go on, losing a chunk also closes its
+//! connection: the receiver misses the messages in it and the sender redials — what a raft
+//! transport sees of a lossy link (its own retransmission stands in for TCP's).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -48,37 +59,67 @@ const IDENTIFY_ATTEMPTS: usize = 3;
 const IDENTIFY_RETRY_INTERVAL: Duration = Duration::from_millis(5);
 /// Read buffer of a stalled connection (whatever arrives is dropped).
 const DISCARD_BUFFER_BYTES: usize = 16 * 1024;
+/// Read buffer of a forwarded direction: one chunk.
+const FORWARD_BUFFER_BYTES: usize = 16 * 1024;
+/// Chunks a delayed direction holds at most (16 MiB at most with full chunks); a full
+/// queue stops reading, so a sender feels back-pressure instead of the proxy growing.
+pub const DELAY_QUEUE_CHUNKS_MAX: usize = 1024;
 
-/// Which member pairs are cut; pairs are stored as `(low, high)`.
+/// What the network does: directed cuts `(from, to)`, loss and latency.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LinkState {
     cut: BTreeSet<(usize, usize)>,
+    /// Chance, in millionths, that a forwarded chunk is lost (and its connection closed).
+    pub drop_per_million: u32,
+    pub delay_ms: u64,
+    pub jitter_ms: u64,
 }
 
 impl LinkState {
-    pub fn is_cut(&self, a: usize, b: usize) -> bool {
-        self.cut.contains(&(a.min(b), a.max(b)))
+    /// Bytes from `from` to `to` are dropped.
+    pub fn blocks(&self, from: usize, to: usize) -> bool {
+        self.cut.contains(&(from, to))
     }
 
-    /// Whether any cut link ends at `member`.
+    /// The link is cut both ways.
+    pub fn is_cut(&self, a: usize, b: usize) -> bool {
+        self.blocks(a, b) && self.blocks(b, a)
+    }
+
+    /// Whether any cut, in either direction, ends at `member`.
     pub fn touches(&self, member: usize) -> bool {
         self.cut.iter().any(|&(a, b)| a == member || b == member)
     }
 
-    /// Cuts every link between members of different groups; a member in no group is
-    /// alone.
+    /// Cuts every link between members of different groups, both ways; a member in no
+    /// group is alone.
     pub fn partitioned(members: usize, groups: &[Vec<usize>]) -> LinkState {
         let group_of = |m: usize| groups.iter().position(|g| g.contains(&m));
         let mut cut = BTreeSet::new();
         for a in 0..members {
-            for b in a + 1..members {
+            for b in 0..members {
                 let (ga, gb) = (group_of(a), group_of(b));
-                if ga.is_none() || ga != gb {
+                if a != b && (ga.is_none() || ga != gb) {
                     cut.insert((a, b));
                 }
             }
         }
-        LinkState { cut }
+        LinkState {
+            cut,
+            ..LinkState::default()
+        }
+    }
+
+    /// Blocks everything `from` sends to the others; it still hears them.
+    pub fn one_way_from(members: usize, from: usize) -> LinkState {
+        let cut = (0..members)
+            .filter(|&to| to != from)
+            .map(|to| (from, to))
+            .collect();
+        LinkState {
+            cut,
+            ..LinkState::default()
+        }
     }
 
     /// Cuts every link except between neighbours on a ring 0-1-…-(n-1)-0: with 5 members,
@@ -86,19 +127,45 @@ impl LinkState {
     pub fn ring(members: usize) -> LinkState {
         let mut cut = BTreeSet::new();
         for a in 0..members {
-            for b in a + 1..members {
-                let neighbours = b - a == 1 || (a == 0 && b == members - 1);
-                if !neighbours {
+            for b in 0..members {
+                let (low, high) = (a.min(b), a.max(b));
+                let neighbours = high - low == 1 || (low == 0 && high == members - 1);
+                if a != b && !neighbours {
                     cut.insert((a, b));
                 }
             }
         }
-        LinkState { cut }
+        LinkState {
+            cut,
+            ..LinkState::default()
+        }
     }
 
+    /// Every link loses chunks with probability `drop_per_million / 1e6`.
+    pub fn lossy(drop_per_million: u32) -> LinkState {
+        LinkState {
+            drop_per_million,
+            ..LinkState::default()
+        }
+    }
+
+    /// Every link delays by `delay_ms` plus up to `jitter_ms`.
+    pub fn slow(delay_ms: u64, jitter_ms: u64) -> LinkState {
+        LinkState {
+            delay_ms,
+            jitter_ms,
+            ..LinkState::default()
+        }
+    }
+
+    /// Unordered pairs with at least one blocked direction.
     #[cfg(test)]
     pub fn cut_links(&self) -> usize {
-        self.cut.len()
+        self.cut
+            .iter()
+            .map(|&(a, b)| (a.min(b), a.max(b)))
+            .collect::<BTreeSet<_>>()
+            .len()
     }
 }
 
@@ -115,6 +182,10 @@ pub struct ProxyStats {
     pub refused_by_cut: AtomicU64,
     /// Connections closed at once because [`CONNECTIONS_PER_PROXY_MAX`] were open.
     pub over_limit: AtomicU64,
+    /// Chunks lost to a drop fault (each closed its connection).
+    pub dropped: AtomicU64,
+    /// Chunks held back by a delay fault.
+    pub delayed: AtomicU64,
 }
 
 /// What [`ProxyStats`] counted, for `results.json`.
@@ -125,6 +196,10 @@ pub struct ProxyCounts {
     pub stalled: u64,
     pub refused_by_cut: u64,
     pub over_limit: u64,
+    #[serde(default)]
+    pub dropped: u64,
+    #[serde(default)]
+    pub delayed: u64,
 }
 
 /// Member index → PID of its running process (`None` while it is down).
@@ -198,6 +273,8 @@ impl PeerProxies {
             stalled: s.stalled.load(Ordering::Relaxed),
             refused_by_cut: s.refused_by_cut.load(Ordering::Relaxed),
             over_limit: s.over_limit.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            delayed: s.delayed.load(Ordering::Relaxed),
         }
     }
 }
@@ -269,17 +346,21 @@ impl Proxy {
             stall_until_healed(&mut self.links, source, dest, client, None).await;
             return;
         }
-        let Some(mut upstream) = self.dial_upstream().await else {
+        let Some(upstream) = self.dial_upstream().await else {
             return;
         };
-        let mut client = client;
-        let cut = tokio::select! {
-            _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => false,
-            changed = self.links.wait_for(|s| s.is_cut(source, dest)) => changed.is_ok(),
+        let (client_read, client_write) = client.into_split();
+        let (upstream_read, upstream_write) = upstream.into_split();
+        let stalled = AtomicBool::new(false);
+        let context = Direction {
+            links: self.links.clone(),
+            stats: &self.stats,
+            stalled: &stalled,
         };
-        if cut {
-            self.stats.stalled.fetch_add(1, Ordering::Relaxed);
-            stall_until_healed(&mut self.links, source, dest, client, Some(upstream)).await;
+        // Either direction ending (EOF, a healed cut, a dropped chunk) closes both.
+        tokio::select! {
+            _ = context.clone().pump(client_read, upstream_write, source, dest) => {}
+            _ = context.pump(upstream_read, client_write, dest, source) => {}
         }
     }
 
@@ -320,6 +401,128 @@ impl Proxy {
             .ok()?;
         let _ = stream.set_nodelay(true);
         Some(stream)
+    }
+}
+
+/// One byte direction of a forwarded connection.
+#[derive(Clone)]
+struct Direction<'a> {
+    links: watch::Receiver<LinkState>,
+    stats: &'a ProxyStats,
+    /// Set once either direction of the connection is stalled by a cut (counted once).
+    stalled: &'a AtomicBool,
+}
+
+/// How a direction's reader ended.
+enum PumpEnd {
+    /// The sender closed: deliver what is queued, then close.
+    Eof,
+    /// A cut healed or a chunk was dropped: close at once.
+    Close,
+}
+
+impl Direction<'_> {
+    /// Forwards `from_member`'s bytes to `to_member`, applying cuts, loss and delay; returns
+    /// when the connection should close.
+    async fn pump(
+        mut self,
+        mut read: tokio::net::tcp::OwnedReadHalf,
+        mut write: tokio::net::tcp::OwnedWriteHalf,
+        from_member: usize,
+        to_member: usize,
+    ) {
+        let (queue, mut queued) =
+            tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(DELAY_QUEUE_CHUNKS_MAX);
+        let stats = self.stats;
+        let writer = async move {
+            while let Some((at, chunk)) = queued.recv().await {
+                tokio::time::sleep_until(at).await;
+                if write.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+            let _ = write.shutdown().await;
+        };
+        let reader = async move {
+            let mut buf = vec![0u8; FORWARD_BUFFER_BYTES];
+            let mut last_at = tokio::time::Instant::now();
+            loop {
+                if self.links.borrow().blocks(from_member, to_member) {
+                    if !self.stalled.swap(true, Ordering::Relaxed) {
+                        stats.stalled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return self
+                        .discard_until_healed(&mut read, from_member, to_member)
+                        .await;
+                }
+                let n = tokio::select! {
+                    n = read.read(&mut buf) => n,
+                    _ = self.links.changed() => continue,
+                };
+                let n = match n {
+                    Ok(0) | Err(_) => return PumpEnd::Eof,
+                    Ok(n) => n,
+                };
+                let (drop_per_million, delay_ms, jitter_ms) = {
+                    let state = self.links.borrow();
+                    if state.blocks(from_member, to_member) {
+                        continue;
+                    }
+                    (state.drop_per_million, state.delay_ms, state.jitter_ms)
+                };
+                if drop_per_million > 0 && rand::random_range(0..1_000_000u32) < drop_per_million {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    return PumpEnd::Close;
+                }
+                let mut at = tokio::time::Instant::now();
+                if delay_ms > 0 || jitter_ms > 0 {
+                    stats.delayed.fetch_add(1, Ordering::Relaxed);
+                    let jitter = if jitter_ms > 0 {
+                        rand::random_range(0..=jitter_ms)
+                    } else {
+                        0
+                    };
+                    // Never before the chunk ahead of it: the stream stays in order.
+                    at = (at + Duration::from_millis(delay_ms + jitter)).max(last_at);
+                }
+                last_at = at;
+                if queue.send((at, buf[..n].to_vec())).await.is_err() {
+                    return PumpEnd::Close;
+                }
+            }
+        };
+        tokio::pin!(writer);
+        let end = tokio::select! {
+            end = reader => end,
+            _ = &mut writer => PumpEnd::Close,
+        };
+        if let PumpEnd::Eof = end {
+            writer.await;
+        }
+    }
+
+    /// Reads and drops until the direction is unblocked (then the connection closes) or the
+    /// sender hangs up.
+    async fn discard_until_healed(
+        &mut self,
+        read: &mut tokio::net::tcp::OwnedReadHalf,
+        from_member: usize,
+        to_member: usize,
+    ) -> PumpEnd {
+        let mut buf = vec![0u8; DISCARD_BUFFER_BYTES];
+        loop {
+            tokio::select! {
+                healed = self.links.wait_for(|s| !s.blocks(from_member, to_member)) => {
+                    let _ = healed;
+                    return PumpEnd::Close;
+                }
+                n = read.read(&mut buf) => {
+                    if !matches!(n, Ok(n) if n > 0) {
+                        return PumpEnd::Eof;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -374,6 +577,72 @@ mod tests {
         assert!(!ring.is_cut(0, 1) && !ring.is_cut(4, 0) && !ring.is_cut(3, 4));
         assert!(ring.is_cut(0, 2) && ring.is_cut(1, 3) && ring.is_cut(4, 1));
         assert_eq!(ring.cut_links(), 5);
+        let one_way = LinkState::one_way_from(3, 1);
+        assert!(one_way.blocks(1, 0) && one_way.blocks(1, 2));
+        assert!(!one_way.blocks(0, 1) && !one_way.blocks(2, 1) && !one_way.blocks(0, 2));
+        assert!(!one_way.is_cut(0, 1), "a one-way cut is not a partition");
+        assert_eq!(one_way.cut_links(), 2);
+    }
+
+    /// Member 0 (this test process) dials member 1 (an echo server) through proxy 1.
+    async fn proxied_echo() -> (PeerProxies, TcpStream) {
+        let upstream = echo_server().await;
+        let proxies = PeerProxies::start(&[upstream, upstream]).await.unwrap();
+        proxies.set_pid(0, Some(std::process::id()));
+        let stream = TcpStream::connect(("127.0.0.1", proxies.port(1)))
+            .await
+            .unwrap();
+        (proxies, stream)
+    }
+
+    #[tokio::test]
+    async fn a_one_way_cut_blocks_one_direction_only_and_closes_on_heal() {
+        // 1 -> 0 blocked: the echo server hears us, we do not hear it.
+        let (proxies, mut stream) = proxied_echo().await;
+        assert_eq!(echoes(&mut stream).await, Some(true));
+        proxies.set_links(LinkState::one_way_from(2, 1));
+        assert_eq!(echoes(&mut stream).await, Some(false), "the echo is lost");
+        proxies.heal();
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await;
+        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+        assert_eq!(proxies.counts().stalled, 1);
+
+        // 0 -> 1 blocked: what we send never reaches the echo server.
+        let (proxies, mut stream) = proxied_echo().await;
+        proxies.set_links(LinkState::one_way_from(2, 0));
+        assert_eq!(echoes(&mut stream).await, Some(false));
+    }
+
+    #[tokio::test]
+    async fn delay_holds_chunks_in_order_and_drop_closes_the_connection() {
+        let (proxies, mut stream) = proxied_echo().await;
+        proxies.set_links(LinkState::slow(150, 0));
+        let started = std::time::Instant::now();
+        stream.write_all(b"ab").await.unwrap();
+        stream.write_all(b"cd").await.unwrap();
+        let mut buf = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(3), stream.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"abcd");
+        // Each way is delayed: at least two delays for the round trip.
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(proxies.counts().delayed >= 2);
+
+        let (proxies, mut stream) = proxied_echo().await;
+        proxies.set_links(LinkState::lossy(1_000_000));
+        assert_eq!(
+            echoes(&mut stream).await,
+            None,
+            "the lost chunk closes the connection"
+        );
+        assert_eq!(proxies.counts().dropped, 1);
     }
 
     /// An echo server standing in for member 1's peer port.

@@ -120,14 +120,15 @@ impl Recorder {
             .push(op)
             .expect("the recorder assigns consecutive indices and monotonic times");
         if let Some(message) = error {
-            let known = inner.errors.len();
-            let slot = if known < ERROR_KINDS_MAX || inner.errors.contains_key(message) {
-                message.to_owned()
-            } else {
-                "(other errors)".to_owned()
-            };
-            *inner.errors.entry(slot).or_default() += 1;
+            count_error(&mut inner.errors, message);
         }
+    }
+
+    /// Counts a client error of an operation recorded elsewhere (the append workload's
+    /// transaction history), for the summary's error counts.
+    pub fn note_error(&self, message: &str) {
+        let mut inner = self.inner.lock().expect("recorder lock poisoned");
+        count_error(&mut inner.errors, message);
     }
 
     /// Ends the recording: flushes the stream and hands back the history and error counts.
@@ -141,6 +142,16 @@ impl Recorder {
             std::mem::take(&mut inner.errors),
         ))
     }
+}
+
+fn count_error(errors: &mut BTreeMap<String, u64>, message: &str) {
+    let known = errors.len();
+    let slot = if known < ERROR_KINDS_MAX || errors.contains_key(message) {
+        message.to_owned()
+    } else {
+        "(other errors)".to_owned()
+    };
+    *errors.entry(slot).or_default() += 1;
 }
 
 #[cfg(test)]

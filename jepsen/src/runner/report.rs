@@ -11,6 +11,7 @@ use super::cli::{Db, RunConfig, WorkloadKind};
 use super::nemesis::FaultWindow;
 use super::proxy::ProxyCounts;
 use super::set_checker::{self, FinalRead, SetAnalysis, SetVerdict};
+use super::WorkloadData;
 use crate::history::{Function, History, OpKind};
 use crate::linearizable::{self, Analysis, Options, Verdict};
 use crate::model::KvRegister;
@@ -57,6 +58,21 @@ pub struct Checkers {
     pub linearizable: Option<Analysis>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub set: Option<SetAnalysis>,
+    /// append: transaction anomalies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elle: Option<crate::elle::Analysis>,
+    /// watch: etcd's watch guarantees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<crate::watch::Analysis>,
+    /// lease-lock: mutual exclusion (unsafe is expected without fencing) and leases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_lock: Option<super::lock_checker::LockAnalysis>,
+    /// kube: lists, watches from lists and optimistic writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<super::kube_checker::KubeAnalysis>,
+    /// Caveats the workload recorded (e.g. where the watch ground truth ends).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workload_notes: Vec<String>,
 }
 
 /// What the runner saw that the history does not hold; `check` carries it over.
@@ -90,12 +106,93 @@ pub struct Results {
     pub faults: Vec<FaultWindow>,
     pub checkers: Checkers,
     pub notes: RunNotes,
+    /// register: ok reads invoked and answered while the client's member was cut off from
+    /// the majority by a partition, from two election timeouts after the cut (the reads a store that
+    /// skips ReadIndex answers stale; with ReadIndex there are none).
+    #[serde(default)]
+    pub minority_reads: usize,
+}
+
+/// Client `i` talks to member `i % nodes`; a process continues client `p % concurrency`.
+fn member_of(config: &RunConfig, process: u64) -> usize {
+    (process as usize % config.concurrency) % config.nodes
+}
+
+/// Member indices of the groups of a partition window's target (`m3 | m1 m2`); only
+/// two-way partitions name groups this way.
+fn partition_groups(window: &FaultWindow) -> Vec<Vec<usize>> {
+    let Some(target) = window.targets.first() else {
+        return Vec::new();
+    };
+    if window.kind != super::cli::FaultKind::Partition || target.starts_with("ring") {
+        return Vec::new();
+    }
+    target
+        .split('|')
+        .map(|group| {
+            group
+                .split_whitespace()
+                .filter_map(|name| name.strip_prefix('m')?.parse::<usize>().ok())
+                .map(|n| n - 1)
+                .collect()
+        })
+        .collect()
+}
+
+/// Counts [`Results::minority_reads`].
+fn count_minority_reads(
+    config: &RunConfig,
+    history: &History,
+    operations: &[crate::history::Operation],
+    faults: &[FaultWindow],
+) -> usize {
+    let majority = config.nodes / 2 + 1;
+    // A leader may answer reads on its lease for up to an election timeout after it is cut
+    // off (safely: the others cannot elect anyone sooner); count only reads after that.
+    let grace_ns = 2 * config.election_timeout_ms * 1_000_000;
+    let cut_off: Vec<(u64, u64, Vec<usize>)> = faults
+        .iter()
+        .filter_map(|w| {
+            let minority: Vec<usize> = partition_groups(w)
+                .into_iter()
+                .filter(|g| g.len() < majority)
+                .flatten()
+                .collect();
+            (!minority.is_empty()).then(|| {
+                (
+                    w.start_ns + grace_ns,
+                    w.end_ns.unwrap_or(u64::MAX),
+                    minority,
+                )
+            })
+        })
+        .collect();
+    operations
+        .iter()
+        .filter(|op| op.f == Function::Read && op.outcome == OpKind::Ok)
+        .filter(|op| {
+            let invoked = history.ops()[op.invoke_index].time_ns;
+            let Some(done) = op.complete_index.map(|i| history.ops()[i].time_ns) else {
+                return false;
+            };
+            let member = member_of(config, op.process);
+            // Invoked and answered while cut off (a read that waited for the heal is fine).
+            cut_off.iter().any(|(start, end, minority)| {
+                *start <= invoked && done <= *end && minority.contains(&member)
+            })
+        })
+        .count()
 }
 
 /// The name a function has in reports: set adds are recorded as writes.
 pub fn function_name(workload: WorkloadKind, f: Function) -> &'static str {
     match (workload, f) {
         (WorkloadKind::Set, Function::Write) => "add",
+        (WorkloadKind::Append, Function::Read) => "read-txn",
+        (WorkloadKind::Append, _) => "append-txn",
+        (WorkloadKind::LeaseLock, Function::Cas) => "lock",
+        (WorkloadKind::Kube, Function::Read) => "list",
+        (WorkloadKind::Kube, Function::Cas) => "update",
         (_, Function::Read) => "read",
         (_, Function::Write) => "write",
         (_, Function::Cas) => "cas",
@@ -108,6 +205,7 @@ pub fn analyze(
     history: &History,
     faults: &[FaultWindow],
     final_read: Option<&FinalRead>,
+    data: &WorkloadData,
     notes: RunNotes,
     max_configurations: u64,
 ) -> anyhow::Result<Results> {
@@ -162,7 +260,7 @@ pub fn analyze(
             (
                 Checkers {
                     linearizable: Some(analysis),
-                    set: None,
+                    ..Checkers::default()
                 },
                 valid,
             )
@@ -176,8 +274,86 @@ pub fn analyze(
             };
             (
                 Checkers {
-                    linearizable: None,
                     set: Some(analysis),
+                    ..Checkers::default()
+                },
+                valid,
+            )
+        }
+        WorkloadKind::Append => {
+            let WorkloadData::Append(txns) = data else {
+                anyhow::bail!("an append run without its transaction history");
+            };
+            let analysis = crate::elle::check(txns, &crate::elle::Options::default())?;
+            let valid = if analysis.valid {
+                Validity::Valid
+            } else {
+                Validity::Invalid
+            };
+            (
+                Checkers {
+                    elle: Some(analysis),
+                    ..Checkers::default()
+                },
+                valid,
+            )
+        }
+        WorkloadKind::Watch => {
+            let WorkloadData::Watch(record) = data else {
+                anyhow::bail!("a watch run without its watch.json");
+            };
+            let analysis = crate::watch::check(
+                &record.watchers,
+                record.truth.as_ref(),
+                &crate::watch::Options::default(),
+            )?;
+            let valid = if analysis.valid {
+                Validity::Valid
+            } else {
+                Validity::Invalid
+            };
+            (
+                Checkers {
+                    watch: Some(analysis),
+                    workload_notes: record.notes.clone(),
+                    ..Checkers::default()
+                },
+                valid,
+            )
+        }
+        WorkloadKind::LeaseLock => {
+            let WorkloadData::LeaseLock(record) = data else {
+                anyhow::bail!("a lease-lock run without its lock.json");
+            };
+            let end_ns = history.ops().last().map_or(0, |op| op.time_ns);
+            let analysis = super::lock_checker::check(&record.sections, &record.probes, end_ns);
+            let valid = if analysis.valid() {
+                Validity::Valid
+            } else {
+                Validity::Invalid
+            };
+            (
+                Checkers {
+                    lease_lock: Some(analysis),
+                    ..Checkers::default()
+                },
+                valid,
+            )
+        }
+        WorkloadKind::Kube => {
+            let WorkloadData::Kube(record) = data else {
+                anyhow::bail!("a kube run without its kube.json");
+            };
+            let analysis = super::kube_checker::check(record);
+            let valid = if analysis.valid {
+                Validity::Valid
+            } else {
+                Validity::Invalid
+            };
+            (
+                Checkers {
+                    kube: Some(analysis),
+                    ..Checkers::default()
                 },
                 valid,
             )
@@ -187,7 +363,12 @@ pub fn analyze(
         (Some(a), Some(b)) => b.time_ns - a.time_ns,
         _ => 0,
     };
+    let minority_reads = match config.workload {
+        WorkloadKind::Register => count_minority_reads(config, history, &operations, faults),
+        _ => 0,
+    };
     Ok(Results {
+        minority_reads,
         valid,
         db: config.db,
         workload: config.workload,
@@ -299,6 +480,13 @@ pub fn summary(results: &Results) -> String {
             n.forced_stops.join(", ")
         );
     }
+    if r.minority_reads > 0 {
+        let _ = writeln!(
+            s,
+            "reads answered by a member cut off from the majority: {}",
+            r.minority_reads
+        );
+    }
     if let Some(a) = &r.checkers.linearizable {
         let _ = write!(s, "linearizable: ");
         match &a.verdict {
@@ -354,6 +542,21 @@ pub fn summary(results: &Results) -> String {
             }
         }
     }
+    if let Some(a) = &r.checkers.elle {
+        let _ = write!(s, "elle (append): {a}");
+    }
+    if let Some(a) = &r.checkers.kube {
+        let _ = write!(s, "kube: {a}");
+    }
+    if let Some(a) = &r.checkers.lease_lock {
+        let _ = write!(s, "{a}");
+    }
+    if let Some(a) = &r.checkers.watch {
+        let _ = write!(s, "watch guarantees: {a}");
+    }
+    for note in &r.checkers.workload_notes {
+        let _ = writeln!(s, "note: {note}");
+    }
     let verdict = match r.valid {
         Validity::Valid => "VALID",
         Validity::Invalid => "INVALID",
@@ -361,4 +564,26 @@ pub fn summary(results: &Results) -> String {
     };
     let _ = writeln!(s, "verdict: {verdict}");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_targets_name_their_groups_and_rings_none() {
+        let window = FaultWindow {
+            kind: super::super::cli::FaultKind::Partition,
+            targets: vec!["m3 | m1 m2".into()],
+            detail: "halves".into(),
+            start_ns: 0,
+            end_ns: Some(1),
+        };
+        assert_eq!(partition_groups(&window), vec![vec![2], vec![0, 1]]);
+        let ring = FaultWindow {
+            targets: vec!["ring m1 m2, m2 m3".into()],
+            ..window
+        };
+        assert!(partition_groups(&ring).is_empty());
+    }
 }

@@ -68,6 +68,7 @@ impl Workload {
             WorkloadKind::Set => Workload::Set(SetAdds {
                 next_element: AtomicI64::new(0),
             }),
+            other => unreachable!("the {} workload has its own clients", other.name()),
         }
     }
 
@@ -253,7 +254,7 @@ impl Pacer {
         }
     }
 
-    async fn wait(&self) {
+    pub async fn wait(&self) {
         let slot = {
             let mut next = self.next.lock().expect("pacer lock poisoned");
             let slot = (*next).max(tokio::time::Instant::now());
