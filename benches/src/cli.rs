@@ -40,6 +40,25 @@ pub enum Workload {
     /// Kubernetes-style optimistic update: read a key's mod_revision, then a txn that puts
     /// only if the mod_revision is unchanged (retrying on conflict, as the apiserver does).
     TxnPut(TxnPutArgs),
+    /// Watchers over `--streams` watch streams, `--clients` writers putting to the watched
+    /// keys: watch creation, put, and put-to-event latency, event throughput (etcd's
+    /// `benchmark watch`).
+    Watch(WatchArgs),
+    /// One writer at `--put-rate`, `--watchers` watchers of its key: latency from each put
+    /// to its event at every watcher (etcd's `benchmark watch-latency`).
+    WatchLatency(WatchLatencyArgs),
+    /// Each client grants a lease and sends keep-alives on its stream, one in flight
+    /// (etcd's `benchmark lease-keepalive`).
+    LeaseKeepalive(LeaseKeepaliveArgs),
+    /// An apiserver-like mix on `/registry/pods/`: paginated lists at a revision, watches
+    /// from the list revision, creates, optimistic updates and deletes; per-op latencies.
+    Kube(KubeArgs),
+    /// Start etcd and skiff with matching settings, run the same workloads against both
+    /// with this client, and write a ratio table (markdown, JSON) and SVG plots.
+    Compare(crate::compare::CompareArgs),
+    /// Kill, pause and restart members of a 3- and 5-member cluster under steady put load;
+    /// unavailability, time to a new leader, throughput, catch-up, for skiff and etcd.
+    Failover(crate::failover::FailoverArgs),
 }
 
 /// How long a run lasts: a request count, or a wall-clock duration.
@@ -137,6 +156,92 @@ pub struct TxnPutArgs {
     /// Update objects 0, 1, 2, .. in turn instead of random ones.
     #[arg(long)]
     pub sequential_keys: bool,
+}
+
+/// Upper bound on watchers of one run (`watch`, `watch-latency`, `kube`).
+pub const WATCHERS_MAX: u32 = 100_000;
+
+#[derive(Args, Clone, Debug)]
+pub struct WatchArgs {
+    /// Watch streams, spread over the `--conns` connections.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=i64::from(WATCHERS_MAX)))]
+    pub streams: u32,
+    /// Watchers on each stream.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=i64::from(WATCHERS_MAX)))]
+    pub watch_per_stream: u32,
+    /// Distinct keys watched (and written); watcher i watches key i modulo this.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub watched_key_total: u64,
+    /// Bound of the writers' puts: `--total` puts or `--duration`, at most `--rate` per second.
+    #[command(flatten)]
+    pub limit: Limit,
+    /// Key size of each put, in bytes.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(8..=i64::from(crate::KEY_BYTES_MAX)))]
+    pub key_size: u32,
+    /// Value size of each put, in bytes (the first 8 carry the put's start time).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(8..=i64::from(crate::VALUE_BYTES_MAX)))]
+    pub val_size: u32,
+    /// Extra watchers (one per stream, on connections of their own) that never read their
+    /// stream: etcd's slow watchers. The other watchers' events and latencies show whether
+    /// the slow ones starve them.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=i64::from(WATCHERS_MAX)))]
+    pub slow_watchers: u32,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct WatchLatencyArgs {
+    /// Total number of puts.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub put_total: u64,
+    /// Puts per second (etcd's default 100); each waits for its event at every watcher.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub put_rate: u64,
+    /// Watchers of the written key, spread over `--streams` streams.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=i64::from(WATCHERS_MAX)))]
+    pub watchers: u32,
+    /// Watch streams the watchers share (each on a connection of `--conns`, round-robin).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=i64::from(WATCHERS_MAX)))]
+    pub streams: u32,
+    /// Key size, in bytes.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::KEY_BYTES_MAX)))]
+    pub key_size: u32,
+    /// Value size, in bytes.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::VALUE_BYTES_MAX)))]
+    pub val_size: u32,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct LeaseKeepaliveArgs {
+    #[command(flatten)]
+    pub limit: Limit,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct KubeArgs {
+    /// Bound of the mix: `--total` operations or `--duration`, at most `--rate` per second.
+    #[command(flatten)]
+    pub limit: Limit,
+    /// Pods created before the run (the list size).
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub objects: u64,
+    /// Size of each pod object, in bytes.
+    #[arg(long, default_value_t = 2_048, value_parser = clap::value_parser!(u32).range(0..=i64::from(crate::VALUE_BYTES_MAX)))]
+    pub val_size: u32,
+    /// Page size of a list (the apiserver's default chunk size is 500).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub list_limit: u64,
+    /// Watchers of the whole `/registry/pods/` prefix, each started from a list's revision.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=i64::from(WATCHERS_MAX)))]
+    pub watchers: u32,
+    /// Relative weights of the operations in the mix.
+    #[arg(long, default_value_t = 1)]
+    pub list_weight: u32,
+    #[arg(long, default_value_t = 2)]
+    pub create_weight: u32,
+    #[arg(long, default_value_t = 6)]
+    pub update_weight: u32,
+    #[arg(long, default_value_t = 1)]
+    pub delete_weight: u32,
 }
 
 #[cfg(test)]
@@ -276,6 +381,46 @@ mod tests {
     }
 
     #[test]
+    fn watch_flags_have_etcds_names() {
+        let args = parse(&[
+            "watch",
+            "--streams",
+            "2",
+            "--watch-per-stream",
+            "3",
+            "--watched-key-total",
+            "4",
+            "--total",
+            "50",
+        ])
+        .unwrap();
+        let Workload::Watch(w) = args.workload else {
+            panic!("not watch")
+        };
+        assert_eq!(
+            (w.streams, w.watch_per_stream, w.watched_key_total),
+            (2, 3, 4)
+        );
+        assert_eq!(w.slow_watchers, 0);
+        assert_eq!(w.limit.stop(), Stop::AfterRequests(50));
+        let args = parse(&["watch-latency", "--put-total", "20", "--put-rate", "5"]).unwrap();
+        let Workload::WatchLatency(w) = args.workload else {
+            panic!("not watch-latency")
+        };
+        assert_eq!((w.put_total, w.put_rate, w.watchers), (20, 5, 10));
+        let args = parse(&["lease-keepalive", "--total", "7"]).unwrap();
+        let Workload::LeaseKeepalive(l) = args.workload else {
+            panic!("not lease-keepalive")
+        };
+        assert_eq!(l.limit.stop(), Stop::AfterRequests(7));
+        let args = parse(&["kube", "--duration", "2s"]).unwrap();
+        let Workload::Kube(k) = args.workload else {
+            panic!("not kube")
+        };
+        assert_eq!((k.objects, k.list_limit, k.watchers), (2_000, 500, 10));
+    }
+
+    #[test]
     fn nonsense_is_rejected() {
         for bad in [
             &["put", "--total", "5", "--duration", "1s"][..],
@@ -287,6 +432,11 @@ mod tests {
             &["range", "k", "--consistency", "x"],
             &["range"],
             &["txn-put", "--key-size", "4"],
+            &["watch", "--val-size", "4"],
+            &["watch-latency", "--put-rate", "0"],
+            &["watch-latency", "--watchers", "0"],
+            &["lease-keepalive", "--total", "1", "--duration", "1s"],
+            &["kube", "--objects", "0"],
         ] {
             assert!(parse(bad).is_err(), "accepted {bad:?}");
         }

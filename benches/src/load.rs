@@ -36,17 +36,36 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<(&'static str, Report, Dura
         Workload::Put(put) => ("put", Op::put(&put.keys), &put.limit),
         Workload::Range(range) => ("range", Op::range(range), &range.limit),
         Workload::TxnPut(txn) => ("txn-put", Op::txn_put(txn), &txn.limit),
+        Workload::LeaseKeepalive(lease) => ("lease-keepalive", Op::LeaseKeepalive, &lease.limit),
+        other => anyhow::bail!("{other:?} is not a request-loop workload"),
     };
-    let endpoints: Vec<String> = args.endpoints.iter().map(|e| with_scheme(e)).collect();
-    let mut conns = Vec::with_capacity(args.conns as usize);
-    for _ in 0..args.conns {
+    let conns = connect_all(&args.endpoints, args.conns).await?;
+    let (report, elapsed) = run_op(&conns, args.clients, op, limit).await?;
+    Ok((name, report, elapsed))
+}
+
+/// Opens `conns` gRPC connections to `endpoints`.
+pub async fn connect_all(endpoints: &[String], conns: u32) -> anyhow::Result<Vec<Client>> {
+    let endpoints: Vec<String> = endpoints.iter().map(|e| with_scheme(e)).collect();
+    let mut out = Vec::with_capacity(conns as usize);
+    for _ in 0..conns {
         let options = ConnectOptions::new().with_connect_timeout(CONNECT_TIMEOUT);
         let client = Client::connect(&endpoints, Some(options))
             .await
             .with_context(|| format!("connecting to {}", endpoints.join(",")))?;
-        conns.push(client);
+        out.push(client);
     }
+    Ok(out)
+}
 
+/// `clients` request loops of `op` over `conns`, bounded by `limit`.
+pub async fn run_op(
+    conns: &[Client],
+    clients: u32,
+    op: Op,
+    limit: &Limit,
+) -> anyhow::Result<(Report, Duration)> {
+    anyhow::ensure!(!conns.is_empty(), "no connection");
     let shared = Arc::new(Shared {
         op,
         stop: limit.stop(),
@@ -63,11 +82,11 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<(&'static str, Report, Dura
         Stop::AfterRequests(_) => None,
     };
     let mut tasks = tokio::task::JoinSet::new();
-    for client_id in 0..args.clients as usize {
-        let kv = conns[client_id % conns.len()].kv_client();
+    for client_id in 0..clients as usize {
+        let client = conns[client_id % conns.len()].clone();
         tasks.spawn(client_loop(
             Arc::clone(&shared),
-            kv,
+            client,
             client_id,
             started,
             deadline,
@@ -83,7 +102,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<(&'static str, Report, Dura
     for shard in &shared.reports {
         report.merge(&shard.lock().expect("report lock poisoned"));
     }
-    Ok((name, report, elapsed))
+    Ok((report, elapsed))
 }
 
 /// What every client loop reads.
@@ -99,7 +118,7 @@ struct Shared {
 
 async fn client_loop(
     shared: Arc<Shared>,
-    mut kv: etcd_client::KvClient,
+    client: Client,
     client_id: usize,
     started: Instant,
     deadline: Option<Instant>,
@@ -107,6 +126,21 @@ async fn client_loop(
     // Seeded by client id: the same flags send the same keys.
     let mut rng = rand::rngs::StdRng::seed_from_u64(client_id as u64);
     let shard = &shared.reports[client_id % REPORT_SHARDS];
+    let mut session = match tokio::time::timeout(REQUEST_TIMEOUT, shared.op.open(client)).await {
+        Ok(Ok(session)) => session,
+        Ok(Err(message)) => {
+            return shard
+                .lock()
+                .expect("report lock poisoned")
+                .record_error(&message)
+        }
+        Err(_) => {
+            return shard
+                .lock()
+                .expect("report lock poisoned")
+                .record_error(TIMEOUT_MESSAGE)
+        }
+    };
     loop {
         let seq = shared.issued.fetch_add(1, Ordering::Relaxed);
         if let Stop::AfterRequests(total) = shared.stop {
@@ -121,8 +155,11 @@ async fn client_loop(
             break;
         }
         let request_started = Instant::now();
-        let result =
-            tokio::time::timeout(REQUEST_TIMEOUT, shared.op.execute(&mut kv, seq, &mut rng)).await;
+        let result = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            shared.op.execute(&mut session, seq, &mut rng),
+        )
+        .await;
         let latency = request_started.elapsed();
         {
             let mut report = shard.lock().expect("report lock poisoned");
@@ -142,7 +179,7 @@ async fn client_loop(
 }
 
 /// Adds `http://` to a bare `host:port`, as etcd's tools accept both.
-fn with_scheme(endpoint: &str) -> String {
+pub fn with_scheme(endpoint: &str) -> String {
     if endpoint.contains("://") {
         endpoint.to_string()
     } else {
@@ -151,7 +188,7 @@ fn with_scheme(endpoint: &str) -> String {
 }
 
 /// Progress on stderr; hidden when stderr is not a terminal (CI logs, pipes).
-fn progress_bar(stop: Stop) -> ProgressBar {
+pub fn progress_bar(stop: Stop) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -168,14 +205,14 @@ fn progress_bar(stop: Stop) -> ProgressBar {
 
 /// `--rate`: hands out request start times `1/rate` apart, over all clients. A client that
 /// falls behind does not earn a burst later (slots never lie in the past).
-struct Pacer {
+pub struct Pacer {
     interval: Duration,
     /// tokio's clock, so that tests can run it paused.
     next: Mutex<tokio::time::Instant>,
 }
 
 impl Pacer {
-    fn new(limit: &Limit) -> Option<Pacer> {
+    pub fn new(limit: &Limit) -> Option<Pacer> {
         let rate = u32::try_from(limit.rate).unwrap_or(u32::MAX);
         (rate > 0).then(|| Pacer {
             interval: Duration::from_secs(1) / rate,
@@ -183,7 +220,7 @@ impl Pacer {
         })
     }
 
-    async fn wait(&self) {
+    pub async fn wait(&self) {
         let slot = {
             let mut next = self.next.lock().expect("pacer lock poisoned");
             let slot = (*next).max(tokio::time::Instant::now());

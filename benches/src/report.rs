@@ -207,8 +207,146 @@ impl Report {
     }
 }
 
-/// `--json` output.
+impl Report {
+    /// Points of the latency CDF for plots: `(latency_us, fraction of requests at or below)`,
+    /// at most [`CDF_POINTS_MAX`] of them, from the fastest to the slowest request.
+    pub fn cdf(&self) -> Vec<(u64, f64)> {
+        let h = &self.latency_us;
+        if h.is_empty() {
+            return Vec::new();
+        }
+        let mut points = Vec::new();
+        let total = h.len() as f64;
+        let mut seen = 0u64;
+        for value in h.iter_recorded() {
+            seen += value.count_at_value();
+            points.push((
+                h.highest_equivalent(value.value_iterated_to()),
+                seen as f64 / total,
+            ));
+        }
+        // Keep the shape with a bounded number of points: every k-th point, and the last.
+        if points.len() > CDF_POINTS_MAX {
+            let step = points.len().div_ceil(CDF_POINTS_MAX);
+            let last = *points.last().expect("not empty");
+            points = points.into_iter().step_by(step).collect();
+            if points.last() != Some(&last) {
+                points.push(last);
+            }
+        }
+        points
+    }
+
+    /// The latency at percentile `p` in microseconds (0 when nothing was recorded).
+    pub fn percentile_us(&self, p: f64) -> u64 {
+        if self.latency_us.is_empty() {
+            0
+        } else {
+            self.latency_us.value_at_percentile(p)
+        }
+    }
+
+    /// The slowest recorded latency in microseconds (0 when nothing was recorded).
+    pub fn max_us(&self) -> u64 {
+        if self.latency_us.is_empty() {
+            0
+        } else {
+            self.latency_us.max()
+        }
+    }
+}
+
+/// Bound on the points of one CDF curve in a plot.
+pub const CDF_POINTS_MAX: usize = 400;
+
+/// One named part of a run's result, e.g. the puts and the events of `watch`.
+#[derive(Clone, Debug)]
+pub struct Section {
+    pub name: String,
+    pub report: Report,
+    pub elapsed: Duration,
+}
+
+/// The whole result of one run: one section for the request-loop workloads, several for
+/// `watch`, `watch-latency` and `kube`, plus figures that are not latencies (counts, rates).
+#[derive(Clone, Debug)]
+pub struct RunResult {
+    pub operation: String,
+    pub sections: Vec<Section>,
+    pub figures: BTreeMap<String, f64>,
+}
+
+/// `--json` of a workload with several sections.
 #[derive(Clone, Debug, Serialize)]
+pub struct MultiSummary {
+    pub operation: String,
+    pub sections: Vec<Summary>,
+    pub figures: BTreeMap<String, f64>,
+}
+
+impl RunResult {
+    pub fn single(operation: &str, report: Report, elapsed: Duration) -> RunResult {
+        RunResult {
+            operation: operation.to_string(),
+            sections: vec![Section {
+                name: operation.to_string(),
+                report,
+                elapsed,
+            }],
+            figures: BTreeMap::new(),
+        }
+    }
+
+    pub fn section(&self, name: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+
+    /// etcd's summary text; with several sections, each under its name, then the figures.
+    pub fn to_text(&self) -> String {
+        if let [only] = &self.sections[..] {
+            if self.figures.is_empty() {
+                return only.report.to_text(only.elapsed);
+            }
+        }
+        let mut out = String::new();
+        for section in &self.sections {
+            let _ = writeln!(out, "\n{} ({}):", section.name, self.operation);
+            let text = section.report.to_text(section.elapsed);
+            out.push_str(if text.is_empty() {
+                "\n  (no requests)\n"
+            } else {
+                &text
+            });
+        }
+        if !self.figures.is_empty() {
+            let _ = writeln!(out, "\nFigures:");
+            for (name, value) in &self.figures {
+                let _ = writeln!(out, "  {name}:\t{value:.4}");
+            }
+        }
+        out
+    }
+
+    /// `--json`: a [`Summary`] for one section, a [`MultiSummary`] otherwise.
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        let summaries: Vec<Summary> = self
+            .sections
+            .iter()
+            .map(|s| s.report.to_summary(&s.name, s.elapsed))
+            .collect();
+        if summaries.len() == 1 && self.figures.is_empty() {
+            return serde_json::to_string_pretty(&summaries[0]);
+        }
+        serde_json::to_string_pretty(&MultiSummary {
+            operation: self.operation.clone(),
+            sections: summaries,
+            figures: self.figures.clone(),
+        })
+    }
+}
+
+/// `--json` output.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Summary {
     pub operation: String,
     /// Successful requests.
@@ -223,7 +361,7 @@ pub struct Summary {
 }
 
 /// Latencies of successful requests, in microseconds.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct LatencySummary {
     pub min: u64,
     pub mean: f64,
@@ -403,6 +541,50 @@ Error distribution:
             a.to_summary("put", Duration::from_secs(1)).latency_us.max,
             20_000 + 15
         ); // 16 µs buckets there
+    }
+
+    #[test]
+    fn cdf_ends_at_one_and_is_bounded() {
+        let report = fixed_report();
+        let cdf = report.cdf();
+        assert_eq!(cdf.first(), Some(&(200, 0.1)));
+        assert_eq!(cdf.last(), Some(&(2_000, 1.0)));
+        let mut many = Report::new();
+        for us in 1..=100_000u64 {
+            many.record(Duration::from_micros(us));
+        }
+        let cdf = many.cdf();
+        assert!(cdf.len() <= CDF_POINTS_MAX + 1, "{}", cdf.len());
+        assert_eq!(cdf.last().map(|p| p.1), Some(1.0));
+        assert!(cdf.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1));
+    }
+
+    #[test]
+    fn several_sections_print_under_their_names() {
+        let mut result = RunResult::single("put", fixed_report(), Duration::from_secs(2));
+        assert_eq!(
+            result.to_text(),
+            fixed_report().to_text(Duration::from_secs(2))
+        );
+        result.sections.push(Section {
+            name: "event".to_string(),
+            report: Report::new(),
+            elapsed: Duration::from_secs(1),
+        });
+        result.figures.insert("events_total".to_string(), 3.0);
+        let text = result.to_text();
+        assert!(text.contains("\nput (put):\n"), "{text}");
+        assert!(
+            text.contains("\nevent (put):\n\n  (no requests)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nFigures:\n  events_total:\t3.0000\n"),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&result.to_json().unwrap()).unwrap();
+        assert_eq!(json["sections"][1]["operation"], "event");
+        assert_eq!(json["figures"]["events_total"], 3.0);
     }
 
     #[test]

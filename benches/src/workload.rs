@@ -1,7 +1,14 @@
 //! The requests each workload sends. One `Op::execute` is one measured request (for
 //! `txn-put`, one whole optimistic update: read, then txn, retried on conflict).
 
-use etcd_client::{Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, KvClient, LeaseKeepAliveStream, LeaseKeeper, Txn,
+    TxnOp, TxnOpResponse,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
 use rand::Rng;
 
 use crate::cli::{Consistency, KeyArgs, RangeArgs, TxnPutArgs};
@@ -11,6 +18,15 @@ use crate::cli::{Consistency, KeyArgs, RangeArgs, TxnPutArgs};
 const TXN_CONFLICT_ATTEMPTS_MAX: u32 = 16;
 /// Prefix of `txn-put` keys, the shape of the apiserver's keys.
 const TXN_KEY_PREFIX: &str = "/registry/bench/";
+/// TTL of each `lease-keepalive` client's lease (etcd's tool grants 100 s too).
+const KEEPALIVE_LEASE_TTL_SECS: i64 = 100;
+
+/// One client loop's connection state: its KV stub and, for `lease-keepalive`, its lease's
+/// keep-alive stream.
+pub struct Session {
+    kv: KvClient,
+    keepalive: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+}
 
 /// Which key a request touches.
 #[derive(Clone, Debug)]
@@ -64,6 +80,17 @@ pub enum Op {
         key_size: usize,
         value: Vec<u8>,
     },
+    /// One keep-alive request and its response on the client's own lease stream.
+    LeaseKeepalive,
+    /// `watch`'s writers: watched keys in turn, values stamped with the put's start time;
+    /// acknowledged puts are counted per key (to know how many events are due).
+    StampedPut {
+        epoch: Instant,
+        key_total: u64,
+        key_size: usize,
+        val_size: usize,
+        acked_per_key: Arc<Vec<AtomicU64>>,
+    },
 }
 
 impl Op {
@@ -97,14 +124,65 @@ impl Op {
         }
     }
 
+    /// Prepares one client loop: for `lease-keepalive`, grants its lease and opens the
+    /// keep-alive stream (not measured, as in etcd's tool).
+    pub async fn open(&self, mut client: Client) -> Result<Session, String> {
+        let keepalive = match self {
+            Op::LeaseKeepalive => {
+                let lease = client
+                    .lease_grant(KEEPALIVE_LEASE_TTL_SECS, None)
+                    .await
+                    .map_err(error_message)?;
+                Some(
+                    client
+                        .lease_keep_alive(lease.id())
+                        .await
+                        .map_err(error_message)?,
+                )
+            }
+            _ => None,
+        };
+        Ok(Session {
+            kv: client.kv_client(),
+            keepalive,
+        })
+    }
+
     /// Sends the `seq`-th request of the run. The error is the message counted in the report.
     pub async fn execute(
         &self,
-        kv: &mut KvClient,
+        session: &mut Session,
         seq: u64,
         rng: &mut impl Rng,
     ) -> Result<(), String> {
+        let kv = &mut session.kv;
         match self {
+            Op::StampedPut {
+                epoch,
+                key_total,
+                key_size,
+                val_size,
+                acked_per_key,
+            } => {
+                let index = seq % key_total;
+                let key = crate::watch::watch_key(index, *key_size);
+                let value = crate::watch::stamped_value(*epoch, *val_size);
+                kv.put(key, value, None).await.map_err(error_message)?;
+                acked_per_key[index as usize].fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Op::LeaseKeepalive => {
+                let (keeper, stream) = session
+                    .keepalive
+                    .as_mut()
+                    .ok_or("lease-keepalive: no keep-alive stream")?;
+                keeper.keep_alive().await.map_err(error_message)?;
+                match stream.message().await.map_err(error_message)? {
+                    Some(response) if response.ttl() > 0 => Ok(()),
+                    Some(_) => Err("lease-keepalive: lease expired".to_string()),
+                    None => Err("lease-keepalive: stream closed".to_string()),
+                }
+            }
             Op::Put {
                 keys,
                 key_size,
@@ -147,7 +225,7 @@ impl Op {
 
 /// A failed request's message as etcd's `benchmark` (grpc-go) shows it, so error
 /// distributions from the two tools can be compared line by line.
-fn error_message(error: etcd_client::Error) -> String {
+pub fn error_message(error: etcd_client::Error) -> String {
     match error {
         etcd_client::Error::GRpcStatus(status) => {
             format!(
@@ -163,7 +241,11 @@ fn error_message(error: etcd_client::Error) -> String {
 /// What the apiserver's GuaranteedUpdate does: read the object, then write it only if its
 /// mod_revision is still the one read; on conflict the txn returns the current object and
 /// the update is tried again from it.
-async fn optimistic_update(kv: &mut KvClient, key: Vec<u8>, value: &[u8]) -> Result<(), String> {
+pub async fn optimistic_update(
+    kv: &mut KvClient,
+    key: Vec<u8>,
+    value: &[u8],
+) -> Result<(), String> {
     let current = kv.get(key.clone(), None).await.map_err(error_message)?;
     let mut mod_revision = current.kvs().first().map_or(0, |kv| kv.mod_revision());
     for _ in 0..TXN_CONFLICT_ATTEMPTS_MAX {
