@@ -17,6 +17,12 @@ struct Cli {
 enum Command {
     /// Run an etcd v3 compatible store member (takes etcd's flags and ETCD_* variables).
     Store(Box<skiff_store::config::StoreArgs>),
+    /// Start a store member (in-process, data in DIR/store) and the Kubernetes API server,
+    /// write DIR/kubeconfig and print the kubectl line to use. With --etcd-servers, use
+    /// those etcd endpoints instead of starting a store.
+    Up(Box<UpArgs>),
+    /// Run the Kubernetes API server alone, against the etcd endpoints in --etcd-servers.
+    Apiserver(Box<skiff_apiserver::ApiserverArgs>),
     /// Snapshot tools.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -25,6 +31,28 @@ enum Command {
     /// Consistency and fault-injection testing (skiff-jepsen).
     #[command(subcommand)]
     Jepsen(JepsenCommand),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    #[command(flatten)]
+    apiserver: skiff_apiserver::ApiserverArgs,
+    /// Client URL of the in-process store member (when --etcd-servers is not given).
+    #[arg(long, default_value = "http://127.0.0.1:2379")]
+    store_client_url: String,
+    /// Peer URL of the in-process store member.
+    #[arg(long, default_value = "http://127.0.0.1:2380")]
+    store_peer_url: String,
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+/// `skiff store`'s flags, to configure the in-process member of `skiff up` exactly as the
+/// command line would.
+#[derive(Parser)]
+struct StoreFlags {
+    #[command(flatten)]
+    args: skiff_store::config::StoreArgs,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +116,47 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `skiff up`: a store member in this process (unless --etcd-servers names one), then the
+/// API server on it.
+async fn up(mut args: UpArgs) -> anyhow::Result<()> {
+    let data_dir = args.apiserver.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+    args.apiserver.data_dir = data_dir.clone();
+    let mut store = None;
+    if args.apiserver.etcd_servers.is_none() {
+        let peer = &args.store_peer_url;
+        let client = &args.store_client_url;
+        let store_dir = data_dir.join("store");
+        let flags = StoreFlags::try_parse_from([
+            "store".to_string(),
+            "--name=default".into(),
+            format!("--data-dir={}", store_dir.display()),
+            format!("--listen-client-urls={client}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=default={peer}"),
+        ])?;
+        let config = flags.args.into_config().map_err(|e| anyhow::anyhow!(e))?;
+        let running = skiff_store::server::start(config).await?;
+        tracing::info!(addrs = ?running.client_addrs, data_dir = %store_dir.display(), "store member serving");
+        args.apiserver.etcd_servers = Some(client.clone());
+        store = Some(running);
+    }
+    let config = args.apiserver.into_config().map_err(|e| anyhow::anyhow!(e))?;
+    let apiserver = skiff_apiserver::start(config).await?;
+    println!("skiff is up: API server https://{}, data in {}", apiserver.addr, data_dir.display());
+    println!("kubectl --kubeconfig {} get ns", apiserver.kubeconfig.display());
+    shutdown_signal().await?;
+    tracing::info!("received a stop signal, stopping");
+    apiserver.stop();
+    if let Some(s) = store {
+        s.server.stop().await;
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     #[cfg(feature = "failpoints")]
     arm_failpoints();
@@ -103,6 +172,23 @@ fn main() -> anyhow::Result<()> {
                 shutdown_signal().await?;
                 tracing::info!("received a stop signal, stopping");
                 running.server.stop().await;
+                anyhow::Ok(())
+            })
+        }
+        Command::Up(args) => {
+            init_tracing(&args.log_level);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(up(*args))
+        }
+        Command::Apiserver(args) => {
+            init_tracing("info");
+            let config = args.into_config().map_err(|e| anyhow::anyhow!(e))?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let running = skiff_apiserver::start(config).await?;
+                println!("kubectl --kubeconfig {} get ns", running.kubeconfig.display());
+                shutdown_signal().await?;
+                running.stop();
                 anyhow::Ok(())
             })
         }
