@@ -8,7 +8,7 @@ DATA_DIR   ?= $(CURDIR)/data/default.etcd
 CLIENT_URL ?= http://127.0.0.1:2379
 PEER_URL   ?= http://127.0.0.1:2380
 
-.PHONY: run test deps build release clippy fmt rocksdb clean-data
+.PHONY: run run-store test deps build release clippy fmt rocksdb clean-data
 
 ## deps: install the system packages the build and the tests need (idempotent).
 deps:
@@ -22,8 +22,14 @@ rocksdb: deps
 release: rocksdb
 	$(CARGO) build --release --locked --bin skiff
 
-## run: build release and start a single-member store on 127.0.0.1:2379.
+## run: build release and start `skiff up`: a store member and the Kubernetes API server
+## (https://127.0.0.1:6443); data, PKI and kubeconfig in $(CURDIR)/data.
 run: release
+	@mkdir -p $(CURDIR)/data
+	target/release/skiff up --data-dir $(CURDIR)/data
+
+## run-store: build release and start a single-member store only on 127.0.0.1:2379.
+run-store: release
 	@mkdir -p $(dir $(DATA_DIR))
 	@echo "skiff store: data in $(DATA_DIR); try:"
 	@echo "  ETCDCTL_API=3 etcdctl --endpoints=$(CLIENT_URL) put foo bar"
@@ -43,6 +49,16 @@ test: rocksdb
 	# A crash at each durability step of a cluster member: the skiff binary rebuilt with
 	# failpoints compiled in (inert unless FAILPOINTS names one), then only those tests.
 	$(CARGO) test --locked -p skiff --features failpoints --test it cluster::failpoints::
+
+## bench-vs-etcd: skiff against Debian's etcd on this machine with the release build:
+## `skiff bench compare` (1 and 3 members) and `skiff bench failover` (3 and 5 members);
+## results and SVG plots in benches/results/, tables rewritten in BENCHMARKS.md. About 20 min.
+.PHONY: bench-vs-etcd
+bench-vs-etcd: release
+	target/release/skiff bench --conns 8 --clients 64 compare --members 1,3 --duration 10s \
+	  --out benches/results/compare --update-doc BENCHMARKS.md
+	target/release/skiff bench --clients 16 failover --members 3,5 --rounds 5 \
+	  --out benches/results/failover --update-doc BENCHMARKS.md
 
 clippy: rocksdb
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings

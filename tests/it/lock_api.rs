@@ -92,3 +92,65 @@ async fn lock_api_behaves_as_etcds() {
     assert_eq!(skiff, etcd, "skiff's lock transcript differs from etcd's");
     assert!(etcd.iter().any(|l| l == "b blocked while a holds it: true"), "{etcd:?}");
 }
+
+/// etcd's Election service: campaign, a second campaigner blocked, proclaim, leader,
+/// observe, resign and the errors, as a transcript compared between skiff and etcd.
+async fn election_transcript(server: Server) -> anyhow::Result<Vec<String>> {
+    use ::etcd_client::{LeaderKey, ProclaimOptions, ResignOptions};
+    let running = tokio::task::spawn_blocking(move || server.start()).await??;
+    let url = running.client_url();
+    let result = async {
+        let mut out = Vec::new();
+        let mut c = Client::connect([url.clone()], None).await?;
+        let err = tokio::time::timeout(RPC_TIMEOUT, c.leader("el")).await?.unwrap_err();
+        out.push(format!("leader of an empty election: {err}"));
+        let a = c.lease_grant(30, None).await?.id();
+        let b = c.lease_grant(30, None).await?.id();
+
+        let won = tokio::time::timeout(RPC_TIMEOUT, c.campaign("el", "alpha", a)).await??;
+        // Opened once there is a leader: etcd answers an Observe's headers only with its
+        // first message, and the crate waits for them.
+        let mut observer = tokio::time::timeout(RPC_TIMEOUT, Client::connect([url.clone()], None).await?.observe("el"))
+            .await
+            .context("observe")??;
+        let leader_a = won.leader().context("leader key")?.clone();
+        ensure!(leader_a.key() == format!("el/{a:x}").as_bytes() && leader_a.lease() == a, "{leader_a:?}");
+        out.push(format!("a won: name {:?}", String::from_utf8_lossy(leader_a.name())));
+        let seen = tokio::time::timeout(RPC_TIMEOUT, observer.message()).await??.context("observe")?;
+        out.push(format!("observed {:?}", seen.kv().map(|k| String::from_utf8_lossy(k.value()).into_owned())));
+
+        let mut cb = Client::connect([url.clone()], None).await?;
+        let waiting = tokio::spawn(async move { cb.campaign("el", "beta", b).await });
+        tokio::time::sleep(BLOCKED_FOR).await;
+        out.push(format!("b blocked while a leads: {}", !waiting.is_finished()));
+
+        c.proclaim("alpha-2", Some(ProclaimOptions::new().with_leader(leader_a.clone()))).await?;
+        let seen = tokio::time::timeout(RPC_TIMEOUT, observer.message()).await??.context("observe")?;
+        out.push(format!("observed {:?}", seen.kv().map(|k| String::from_utf8_lossy(k.value()).into_owned())));
+        let l = c.leader("el").await?;
+        out.push(format!("leader value {:?}", l.kv().map(|k| String::from_utf8_lossy(k.value()).into_owned())));
+
+        // Proclaiming with a key that is not the leader's: refused.
+        let fake = LeaderKey::new().with_name("el").with_key(format!("el/{b:x}")).with_rev(1).with_lease(b);
+        let err = c.proclaim("x", Some(ProclaimOptions::new().with_leader(fake))).await.unwrap_err();
+        out.push(format!("proclaim as a non-leader: {err}"));
+
+        c.resign(Some(ResignOptions::new().with_leader(leader_a))).await?;
+        let got = tokio::time::timeout(RPC_TIMEOUT, waiting).await??.context("b's campaign")?;
+        out.push(format!("b won after a resigned: {}", got.leader().is_some_and(|l| l.key() == format!("el/{b:x}").as_bytes())));
+        let seen = tokio::time::timeout(RPC_TIMEOUT, observer.message()).await??.context("observe")?;
+        out.push(format!("observed {:?}", seen.kv().map(|k| String::from_utf8_lossy(k.value()).into_owned())));
+        anyhow::Ok(out)
+    }
+    .await;
+    result.with_context(|| format!("election API against {}; log tail:\n{}", server.name(), running.log_tail()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election_api_behaves_as_etcds() {
+    let (skiff, etcd) = tokio::join!(election_transcript(Server::Skiff), election_transcript(Server::Etcd));
+    let etcd = etcd.expect("etcd");
+    let skiff = skiff.expect("skiff");
+    assert_eq!(skiff, etcd, "skiff's election transcript differs from etcd's");
+    assert!(etcd.iter().any(|l| l == "b blocked while a leads: true"), "{etcd:?}");
+}

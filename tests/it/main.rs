@@ -2,6 +2,7 @@
 //! --test it`). They start real processes (skiff, and Debian's etcd as the reference) on
 //! loopback ports; `harness` owns that.
 
+mod apiserver;
 mod bench_smoke;
 mod cluster;
 mod cluster_corrupt;

@@ -12,8 +12,9 @@ use super::cluster::ClusterService;
 use super::kv::KvService;
 use super::lease::LeaseService;
 use super::maintenance::MaintenanceService;
+use super::election::ElectionService;
 use super::lock::LockService;
-use super::unimplemented::{AuthService, ElectionService};
+use super::unimplemented::AuthService;
 use super::{EtcdServer, CLUSTER_VERSION, ETCD_VERSION};
 use crate::config::GRPC_OVERHEAD_BYTES;
 use crate::proto::etcdserverpb::{
@@ -51,7 +52,10 @@ pub fn router(server: Arc<EtcdServer>, grpc: bool) -> Router {
             LockServer::new(LockService { server: server.clone(), channel: Default::default() })
                 .max_decoding_message_size(max),
         )
-        .add_service(ElectionServer::new(ElectionService).max_decoding_message_size(max));
+        .add_service(
+            ElectionServer::new(ElectionService { server: server.clone(), channel: Default::default() })
+                .max_decoding_message_size(max),
+        );
     let learner_gate = axum::middleware::from_fn_with_state(server.clone(), refuse_on_learner);
     routes.into_axum_router().layer(learner_gate).merge(http)
 }

@@ -60,7 +60,7 @@ pub(super) fn loopback(server: &EtcdServer, cell: &OnceLock<Channel>) -> Result<
     Ok(channel)
 }
 
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -86,7 +86,7 @@ fn range_op(req: pb::RangeRequest) -> pb::RequestOp {
 }
 
 /// The key under `prefix` created first.
-fn first_created(prefix: &[u8]) -> pb::RangeRequest {
+pub(super) fn first_created(prefix: &[u8]) -> pb::RangeRequest {
     pb::RangeRequest {
         key: prefix.to_vec(),
         range_end: prefix_end(prefix),

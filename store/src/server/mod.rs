@@ -8,6 +8,7 @@
 
 mod cluster;
 mod corrupt;
+mod election;
 mod h2shim;
 mod http;
 mod kv;

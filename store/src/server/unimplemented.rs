@@ -1,22 +1,17 @@
-//! The Auth and Election services: part of etcd's API, not served yet. Every RPC
+//! The Auth service: part of etcd's API, not served yet. Every RPC
 //! answers `Unimplemented` with the RPC's name, never a silent success, so a client knows
 //! exactly what is missing.
 
-use std::pin::Pin;
-
-use futures::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::proto::etcdserverpb as pb;
-use crate::proto::v3electionpb as epb;
 
 fn unimplemented(rpc: &'static str) -> Status {
     Error::Unimplemented(rpc).into()
 }
 
 pub struct AuthService;
-pub struct ElectionService;
 
 #[tonic::async_trait]
 impl pb::auth_server::Auth for AuthService {
@@ -87,32 +82,5 @@ impl pb::auth_server::Auth for AuthService {
     async fn role_revoke_permission(&self, _r: Request<pb::AuthRoleRevokePermissionRequest>) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
         Err(unimplemented("Auth.RoleRevokePermission"))
     }
-
 }
 
-type ObserveStream = Pin<Box<dyn Stream<Item = Result<epb::LeaderResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl epb::election_server::Election for ElectionService {
-    async fn campaign(&self, _r: Request<epb::CampaignRequest>) -> Result<Response<epb::CampaignResponse>, Status> {
-        Err(unimplemented("Election.Campaign"))
-    }
-
-    async fn proclaim(&self, _r: Request<epb::ProclaimRequest>) -> Result<Response<epb::ProclaimResponse>, Status> {
-        Err(unimplemented("Election.Proclaim"))
-    }
-
-    async fn leader(&self, _r: Request<epb::LeaderRequest>) -> Result<Response<epb::LeaderResponse>, Status> {
-        Err(unimplemented("Election.Leader"))
-    }
-
-    type ObserveStream = ObserveStream;
-
-    async fn observe(&self, _r: Request<epb::LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
-        Err(unimplemented("Election.Observe"))
-    }
-
-    async fn resign(&self, _r: Request<epb::ResignRequest>) -> Result<Response<epb::ResignResponse>, Status> {
-        Err(unimplemented("Election.Resign"))
-    }
-}
