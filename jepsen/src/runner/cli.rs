@@ -103,6 +103,8 @@ pub enum FaultKind {
     MoveLeader,
     /// Compact the keyspace at the current revision (instantaneous).
     Compact,
+    /// Defragment a random member's backend (instantaneous: one Maintenance.Defragment).
+    Defrag,
 }
 
 impl FaultKind {
@@ -120,12 +122,13 @@ impl FaultKind {
             FaultKind::PowerLoss => "power-loss",
             FaultKind::MoveLeader => "move-leader",
             FaultKind::Compact => "compact",
+            FaultKind::Defrag => "defrag",
         }
     }
 
     /// Admin faults are single requests: their window closes when the request returns.
     pub fn is_instantaneous(self) -> bool {
-        matches!(self, FaultKind::MoveLeader | FaultKind::Compact)
+        matches!(self, FaultKind::MoveLeader | FaultKind::Compact | FaultKind::Defrag)
     }
 }
 

@@ -75,6 +75,8 @@ const DROP_CHUNK_PER_MILLION: u32 = 20_000;
 const DISK_RESTART_GRACE: Duration = Duration::from_secs(2);
 /// Attempts of `member add` when a removed member comes back.
 const MEMBER_ADD_ATTEMPTS_MAX: usize = 10;
+/// Bound on one defragmentation (it rewrites the member's whole backend).
+const DEFRAG_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Nemesis {
     kinds: Vec<FaultKind>,
@@ -419,6 +421,20 @@ impl Nemesis {
                     ..start
                 };
                 (Active::Nothing, window)
+            }
+            FaultKind::Defrag => {
+                let start = self.window(kind, Vec::new(), String::new());
+                let member = self.rng.random_range(0..self.admin.len());
+                let mut client = self.admin.client(member);
+                // Defragmenting rewrites the backend: etcd blocks the member meanwhile.
+                let answer = tokio::time::timeout(DEFRAG_TIMEOUT, client.defragment()).await;
+                let outcome = match answer {
+                    Ok(Ok(_)) => "ok".to_owned(),
+                    Ok(Err(e)) => super::client::describe(&e),
+                    Err(_) => "timed out".to_owned(),
+                };
+                let name = self.cluster.lock().expect("cluster lock poisoned").name(member).to_owned();
+                (Active::Nothing, FaultWindow { targets: vec![name], detail: outcome, ..start })
             }
         }
     }

@@ -46,6 +46,7 @@ fn fault_colour(kind: FaultKind) -> &'static str {
         FaultKind::PowerLoss => "#ad494a",
         FaultKind::MoveLeader => "#17becf",
         FaultKind::Compact => "#7f7f7f",
+        FaultKind::Defrag => "#c7c7c7",
     }
 }
 
