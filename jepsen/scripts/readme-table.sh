@@ -19,6 +19,7 @@ runs=(
   "register clock"
   "register membership"
   "register disk"
+  "register disk-state"
   "register power-loss"
   "set power-loss,kill"
   "register move-leader,compact"

@@ -95,6 +95,10 @@ pub enum FaultKind {
     /// Kill a member, truncate or flip a bit in the tail of its newest WAL segment,
     /// restart it; what it did (refused with an error, cut the torn tail) is recorded.
     Disk,
+    /// Kill a member, flip one bit anywhere in its state-machine data (etcd: the bbolt
+    /// `member/snap/db`; skiff: the newest RocksDB table file, else its MANIFEST), restart
+    /// it; what it did (refused, reported corruption, served) is recorded.
+    DiskState,
     /// `kill -9` the targets and forget every write to their data dirs that no fsync
     /// covered (a power loss: data dirs are lazyfs FUSE mounts when this fault is asked
     /// for); restart them when the fault ends.
@@ -119,6 +123,7 @@ impl FaultKind {
             FaultKind::Clock => "clock",
             FaultKind::Membership => "membership",
             FaultKind::Disk => "disk",
+            FaultKind::DiskState => "disk-state",
             FaultKind::PowerLoss => "power-loss",
             FaultKind::MoveLeader => "move-leader",
             FaultKind::Compact => "compact",

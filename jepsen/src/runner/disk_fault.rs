@@ -33,6 +33,29 @@ pub fn newest_segment(wal_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
     Ok(segments.pop())
 }
 
+/// The state-machine file a `disk-state` fault corrupts: etcd's bbolt `member/snap/db`,
+/// else skiff's newest RocksDB table (`member/kv/*.sst`), else its newest MANIFEST.
+pub fn state_file(data_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let bolt = data_dir.join("member").join("snap").join("db");
+    if bolt.is_file() {
+        return Ok(Some(bolt));
+    }
+    let kv = data_dir.join("member").join("kv");
+    let Ok(entries) = std::fs::read_dir(&kv) else {
+        return Ok(None);
+    };
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    let newest = |pred: &dyn Fn(&str) -> bool| {
+        files
+            .iter()
+            .rev()
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(pred))
+            .cloned()
+    };
+    Ok(newest(&|n| n.ends_with(".sst")).or_else(|| newest(&|n| n.starts_with("MANIFEST-"))))
+}
+
 /// One past the last non-zero byte: where the written data ends.
 pub fn data_end(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)

@@ -245,7 +245,8 @@ impl Nemesis {
             }
             FaultKind::Clock => self.start_clock().await,
             FaultKind::Membership => self.start_membership().await,
-            FaultKind::Disk => self.start_disk(stop).await,
+            FaultKind::Disk => self.start_disk(stop, false).await,
+            FaultKind::DiskState => self.start_disk(stop, true).await,
             FaultKind::Kill | FaultKind::Pause | FaultKind::PowerLoss => {
                 let target = *self
                     .targets
@@ -689,12 +690,16 @@ impl Nemesis {
     /// Kills a member, truncates or bit-flips the tail of its newest WAL segment (a copy is
     /// kept) and restarts it; if it does not stay up, records why and restarts it on the
     /// original segment.
-    async fn start_disk(&mut self, stop: &mut watch::Receiver<bool>) -> (Active, FaultWindow) {
+    /// With `state`, a bit anywhere in the state-machine file instead (see
+    /// [`disk_fault::state_file`]).
+    async fn start_disk(&mut self, stop: &mut watch::Receiver<bool>, state: bool) -> (Active, FaultWindow) {
+        let kind = if state { FaultKind::DiskState } else { FaultKind::Disk };
+        let anywhere: u64 = self.rng.random();
         let (member, how) = self.one_target().await;
         let back = self.rng.random_range(1..=disk_fault::TAIL_BYTES_MAX);
         let truncate = self.rng.random_bool(0.5);
         let bit: u8 = self.rng.random_range(0..8);
-        let start = self.window(FaultKind::Disk, Vec::new(), String::new());
+        let start = self.window(kind, Vec::new(), String::new());
         let (name, segment, backup, corrupted) = {
             let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
             let name = cluster.name(member).to_owned();
@@ -703,11 +708,19 @@ impl Nemesis {
             let data = cluster.members()[member].data_dir();
             let corrupt = || -> anyhow::Result<(PathBuf, PathBuf, disk_fault::Corruption)> {
                 killed?;
-                let segment = disk_fault::newest_segment(&disk_fault::wal_dir(&data))?
-                    .ok_or_else(|| anyhow::anyhow!("no WAL segment"))?;
-                let backup = dir.join("wal-segment-before-disk-fault");
+                let segment = if state {
+                    disk_fault::state_file(&data)?.ok_or_else(|| anyhow::anyhow!("no state-machine file"))?
+                } else {
+                    disk_fault::newest_segment(&disk_fault::wal_dir(&data))?
+                        .ok_or_else(|| anyhow::anyhow!("no WAL segment"))?
+                };
+                let backup = dir.join("file-before-disk-fault");
                 std::fs::copy(&segment, &backup)?;
-                let done = if truncate {
+                let done = if state {
+                    // Anywhere in the written data, not only near its end.
+                    let len = disk_fault::data_end(&std::fs::read(&segment)?).max(1);
+                    disk_fault::flip_bit(&segment, (anywhere % len as u64) as usize, bit)?
+                } else if truncate {
                     disk_fault::truncate_tail(&segment, back)?
                 } else {
                     disk_fault::flip_bit(&segment, back, bit)?
@@ -769,7 +782,7 @@ impl Nemesis {
             format!(
                 "REFUSED to start; its log: {said}; {}",
                 match restored {
-                    Ok(()) => "restarted on the original segment".to_owned(),
+                    Ok(()) => "restarted on the original file".to_owned(),
                     Err(e) => format!("could not restore: {e:#}"),
                 }
             )

@@ -43,6 +43,7 @@ fn fault_colour(kind: FaultKind) -> &'static str {
         FaultKind::Clock => "#2ca02c",
         FaultKind::Membership => "#1f77b4",
         FaultKind::Disk => "#e7969c",
+        FaultKind::DiskState => "#d6616b",
         FaultKind::PowerLoss => "#ad494a",
         FaultKind::MoveLeader => "#17becf",
         FaultKind::Compact => "#7f7f7f",
