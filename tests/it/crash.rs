@@ -82,6 +82,31 @@ async fn check_all_present(client: &mut KvClient<Channel>, acked: &Acked) {
     assert!(current >= revs.last().copied().unwrap_or(0), "current revision behind a key's revision");
 }
 
+/// Runs `WRITERS` writers against `server` for `run_ms`, then kill -9s it and waits for
+/// the writers to see it go. Their acknowledged puts are in `acked`.
+async fn write_then_kill9(server: &mut RunningServer, round: usize, acked: &Acked, run_ms: u64) {
+    let mut tasks = Vec::new();
+    for id in 0..WRITERS {
+        let c = KvClient::connect(server.client_url()).await.expect("connect");
+        tasks.push(tokio::spawn(writer(c, id, round, acked.clone())));
+    }
+    tokio::time::sleep(Duration::from_millis(run_ms)).await;
+    server.kill9().expect("kill -9");
+    for t in tasks {
+        t.await.expect("writer task");
+    }
+}
+
+/// A lazyfs mount (jepsen's FUSE file system) at `<dir>/data` over `<dir>/backing`.
+fn lazy_data_dir(dir: &std::path::Path) -> (skiff_jepsen::lazyfs::LazyFs, std::path::PathBuf) {
+    let backing = dir.join("backing");
+    let mount = dir.join("data");
+    std::fs::create_dir_all(&backing).expect("mkdir");
+    std::fs::create_dir_all(&mount).expect("mkdir");
+    let lazy = skiff_jepsen::lazyfs::LazyFs::mount(&backing, &mount).expect("mount lazyfs (needs root and /dev/fuse)");
+    (lazy, mount)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_under_load_loses_no_acknowledged_write() {
     let mut server = Server::Skiff.start().expect("start skiff store");
@@ -90,17 +115,7 @@ async fn kill9_under_load_loses_no_acknowledged_write() {
     for round in 0..ROUNDS {
         let mut client = connect_ready(&server).await;
         check_all_present(&mut client, &acked).await;
-        let mut tasks = Vec::new();
-        for id in 0..WRITERS {
-            let c = KvClient::connect(server.client_url()).await.expect("connect");
-            tasks.push(tokio::spawn(writer(c, id, round, acked.clone())));
-        }
-        let run_ms = 200 + (rand::random::<u64>() % 700);
-        tokio::time::sleep(Duration::from_millis(run_ms)).await;
-        server.kill9().expect("kill -9");
-        for t in tasks {
-            t.await.expect("writer task");
-        }
+        write_then_kill9(&mut server, round, &acked, 200 + rand::random::<u64>() % 700).await;
         let n = acked.lock().len();
         assert!(n > total_acked_before, "round {round}: no write was acknowledged under load");
         total_acked_before = n;
@@ -116,29 +131,14 @@ async fn kill9_under_load_loses_no_acknowledged_write() {
 /// fsynced, or this loses it.
 async fn power_loss_under_load(kind: Server) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let backing = dir.path().join("backing");
-    let mount = dir.path().join("data");
-    std::fs::create_dir_all(&backing).expect("mkdir");
-    std::fs::create_dir_all(&mount).expect("mkdir");
-    let lazy = skiff_jepsen::lazyfs::LazyFs::mount(&backing, &mount)
-        .expect("mount lazyfs (needs root and /dev/fuse)");
-    let mut server = kind.start_on(&[], mount.clone()).expect("start on lazyfs");
+    let (lazy, mount) = lazy_data_dir(dir.path());
+    let mut server = kind.start_on(&[], mount).expect("start on lazyfs");
     let acked: Acked = Arc::new(Mutex::new(BTreeMap::new()));
     let mut rolled_back = 0;
     for round in 0..POWER_LOSS_ROUNDS {
         let mut client = connect_ready(&server).await;
         check_all_present(&mut client, &acked).await;
-        let mut tasks = Vec::new();
-        for id in 0..WRITERS {
-            let c = KvClient::connect(server.client_url()).await.expect("connect");
-            tasks.push(tokio::spawn(writer(c, id, round, acked.clone())));
-        }
-        let run_ms = 300 + (rand::random::<u64>() % 700);
-        tokio::time::sleep(Duration::from_millis(run_ms)).await;
-        server.kill9().expect("kill -9");
-        for t in tasks {
-            t.await.expect("writer task");
-        }
+        write_then_kill9(&mut server, round, &acked, 300 + rand::random::<u64>() % 700).await;
         rolled_back += lazy.lose_unsynced().expect("lose unsynced writes");
         tokio::task::block_in_place(|| server.restart()).expect("restart after a power loss");
     }
@@ -169,28 +169,15 @@ async fn power_loss_under_load_loses_no_acknowledged_write_etcd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_loss_catches_a_store_that_does_not_fsync() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let backing = dir.path().join("backing");
-    let mount = dir.path().join("data");
-    std::fs::create_dir_all(&backing).expect("mkdir");
-    std::fs::create_dir_all(&mount).expect("mkdir");
-    let lazy = skiff_jepsen::lazyfs::LazyFs::mount(&backing, &mount).expect("mount lazyfs");
+    let (lazy, mount) = lazy_data_dir(dir.path());
     let mut server = Server::Skiff
-        .start_on(&["--unsafe-no-fsync", "true"], mount.clone())
+        .start_on(&["--unsafe-no-fsync", "true"], mount)
         .expect("start on lazyfs");
     let acked: Acked = Arc::new(Mutex::new(BTreeMap::new()));
     let mut verdict = None;
     for round in 0..POWER_LOSS_ROUNDS {
         connect_ready(&server).await;
-        let mut tasks = Vec::new();
-        for id in 0..WRITERS {
-            let c = KvClient::connect(server.client_url()).await.expect("connect");
-            tasks.push(tokio::spawn(writer(c, id, round, acked.clone())));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        server.kill9().expect("kill -9");
-        for t in tasks {
-            t.await.expect("writer task");
-        }
+        write_then_kill9(&mut server, round, &acked, 500).await;
         lazy.lose_unsynced().expect("lose unsynced writes");
         if let Err(e) = tokio::task::block_in_place(|| server.restart()) {
             verdict = Some(format!("the member could not start: {e:#}"));
