@@ -181,6 +181,9 @@ pub fn v3_document(
             schemas.entry(name.clone()).or_insert(v);
         }
     }
+    for (name, schema) in schemas.iter_mut() {
+        add_patch_extensions(name, schema);
+    }
     for (name, r) in &kinds {
         if let Some(Value::Object(s)) = schemas.get_mut(name) {
             s.insert("x-kubernetes-group-version-kind".into(), gvk(r));
@@ -226,6 +229,35 @@ pub fn v3_document(
         "paths": paths,
         "components": { "schemas": schemas },
     })
+}
+
+/// kube's `x-kubernetes-patch-strategy` / `-merge-key` on the properties of a built-in
+/// type, from the struct tags `patch::field_meta` knows: what kubectl reads to compute a
+/// strategic merge patch (`kubectl apply`) from the server's schema.
+fn add_patch_extensions(schema_name: &str, schema: &mut Value) {
+    if !schema_name.starts_with("io.k8s.") {
+        return;
+    }
+    let go_type = schema_name.rsplit('.').next().unwrap_or_default();
+    let Some(Value::Object(props)) = schema.get_mut("properties") else { return };
+    for (field, prop) in props.iter_mut() {
+        let Some(meta) = crate::patch::field_meta(go_type, field) else { continue };
+        let Value::Object(p) = prop else { continue };
+        let mut strategy = match meta.strategy {
+            crate::patch::PatchStrategy::Merge => vec!["merge"],
+            crate::patch::PatchStrategy::Replace => vec!["replace"],
+            crate::patch::PatchStrategy::Default => vec![],
+        };
+        if meta.retain_keys {
+            strategy.push("retainKeys");
+        }
+        if !strategy.is_empty() {
+            p.insert("x-kubernetes-patch-strategy".into(), json!(strategy.join(",")));
+        }
+        if let Some(key) = meta.merge_key {
+            p.insert("x-kubernetes-patch-merge-key".into(), json!(key));
+        }
+    }
 }
 
 fn custom_schema_name(r: &ResourceInfo) -> String {
@@ -427,6 +459,19 @@ mod tests {
             let name = r.strip_prefix(SCHEMAS_PATH).expect("local ref");
             assert!(schemas.contains_key(name), "dangling $ref {r}");
         }
+    }
+
+    #[test]
+    fn lists_carry_kubes_patch_extensions() {
+        let resources = builtin();
+        let doc = v3_document(&resources, &BTreeMap::new(), "", "v1");
+        let pod_spec = &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"];
+        assert_eq!(pod_spec["containers"]["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(pod_spec["containers"]["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(pod_spec["volumes"]["x-kubernetes-patch-strategy"], "merge,retainKeys");
+        assert!(pod_spec["tolerations"].get("x-kubernetes-patch-strategy").is_none(), "tolerations are atomic");
+        let container = &doc["components"]["schemas"]["io.k8s.api.core.v1.Container"]["properties"];
+        assert_eq!(container["ports"]["x-kubernetes-patch-merge-key"], "containerPort");
     }
 
     #[test]

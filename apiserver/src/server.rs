@@ -228,8 +228,7 @@ async fn handle(state: State, identity: PeerIdentity, server_address: Arc<String
             return ApiError::path_not_found().into_response();
         }
         let (resources, schemas) = openapi_inputs(&state).await;
-        let mut doc = crate::openapi::v3_document(&resources, &schemas, g, v);
-        hide_strategic_merge_from_openapi(&mut doc);
+        let doc = crate::openapi::v3_document(&resources, &schemas, g, v);
         return json_response(StatusCode::OK, &doc);
     }
     let Some(target) = routing::parse_path(&state.registry, &path) else {
@@ -244,23 +243,6 @@ async fn handle(state: State, identity: PeerIdentity, server_address: Arc<String
             json_response(StatusCode::OK, &crate::discovery::api_resource_list(&state.registry, &group, &version))
         }
         Target::Resource(route) => serve_resource(state, route, req).await,
-    }
-}
-
-/// Removes `application/strategic-merge-patch+json` from the PATCH operations' request
-/// bodies. kubectl computes `apply`'s strategic merge patch from the OpenAPI v3 schema of a
-/// kind whose PATCH operation lists that type; the schemas generated from k8s-openapi carry
-/// no `x-kubernetes-patch-merge-key`/`-strategy`, so kubectl would treat every list
-/// (containers, ports, …) as atomic and re-send it on every apply ("configured" instead of
-/// "unchanged"). Without the type listed, kubectl uses its built-in patch metadata, which
-/// is right. The server still accepts strategic merge patches. Remove this once the
-/// generated schemas carry the patch extensions.
-fn hide_strategic_merge_from_openapi(doc: &mut Value) {
-    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
-    for path in paths.values_mut() {
-        if let Some(content) = path.pointer_mut("/patch/requestBody/content").and_then(Value::as_object_mut) {
-            content.remove("application/strategic-merge-patch+json");
-        }
     }
 }
 
