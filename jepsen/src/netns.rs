@@ -22,8 +22,13 @@ use anyhow::{bail, Context};
 
 /// Members of one lab (addresses `.10` up in a /24; interface names stay under 15 bytes).
 pub const LAB_MEMBERS_MAX: usize = 32;
-/// Longest tag: `skv-<tag>-<i>` must fit Linux's 15-byte interface names.
-pub const TAG_BYTES_MAX: usize = 6;
+/// Longest tag: `skv-<tag>-<i>` must fit Linux's 15-byte interface names (`i` < 32).
+pub const TAG_BYTES_MAX: usize = 8;
+/// First letter of the tags of `skiff jepsen run` labs ([`run_tag`]); tests use others.
+const RUN_TAG_PREFIX: char = 'j';
+/// The third octet range labs choose their /24 from (10.S.0.0/24).
+const SUBNET_FIRST: u8 = 200;
+const SUBNETS: u8 = 55;
 
 /// A set of network namespaces, one per member, on one bridge. Removed on drop.
 pub struct NetLab {
@@ -102,8 +107,7 @@ impl NetLab {
         }
         available().map_err(anyhow::Error::msg)?;
         Self::sweep(tag);
-        // 10.200-254: a subnet per tag, away from the usual private ranges in use.
-        let subnet = 200 + (fnv(tag) % 55) as u8;
+        let subnet = free_subnet(tag)?;
         let mut lab = NetLab {
             tag: tag.to_string(),
             subnet,
@@ -167,6 +171,10 @@ impl NetLab {
 
     pub fn members(&self) -> usize {
         self.members
+    }
+
+    pub fn tag(&self) -> &str {
+        &self.tag
     }
 
     pub fn namespace(&self, i: usize) -> String {
@@ -293,6 +301,49 @@ impl Drop for NetLab {
     fn drop(&mut self) {
         self.destroy();
     }
+}
+
+/// The tag of this process's `skiff jepsen run` lab: `j` and the PID in hex, so that
+/// [`sweep_stale_runs`] can tell a dead run's leftovers from a live run's lab.
+pub fn run_tag() -> String {
+    format!("{RUN_TAG_PREFIX}{:x}", std::process::id())
+}
+
+/// Removes the labs of `skiff jepsen run`s that died without cleaning up (SIGKILL, a
+/// crash): namespaces tagged by [`run_tag`] whose PID is gone or is no longer a `skiff`.
+/// Returns the tags swept.
+pub fn sweep_stale_runs() -> Vec<String> {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return Vec::new();
+    };
+    let mut stale: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let name = line.split_whitespace().next()?;
+            let tag = name.strip_prefix("skiff-")?.rsplit_once('-')?.0;
+            let pid = u32::from_str_radix(tag.strip_prefix(RUN_TAG_PREFIX)?, 16).ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            (comm.trim() != "skiff").then(|| tag.to_string())
+        })
+        .collect();
+    stale.sort();
+    stale.dedup();
+    for tag in &stale {
+        NetLab::sweep(tag);
+    }
+    stale
+}
+
+/// A 10.S.0.0/24 that no interface of this namespace uses, starting from one derived from
+/// the tag (labs of concurrent runs and tests must not share a subnet).
+fn free_subnet(tag: &str) -> anyhow::Result<u8> {
+    let out = ip(&["-o", "-4", "addr", "show"])?;
+    let used = String::from_utf8_lossy(&out.stdout).into_owned();
+    let start = (fnv(tag) % SUBNETS as u32) as u8;
+    (0..SUBNETS)
+        .map(|k| SUBNET_FIRST + (start + k) % SUBNETS)
+        .find(|s| !used.contains(&format!(" 10.{s}.0.")))
+        .ok_or_else(|| anyhow::anyhow!("every subnet 10.{SUBNET_FIRST}-254.0.0/24 is in use"))
 }
 
 fn fnv(s: &str) -> u32 {

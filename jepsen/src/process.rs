@@ -99,7 +99,29 @@ pub fn spawn_member(
     dir: &Path,
     name: &str,
 ) -> anyhow::Result<Child> {
-    let mut cmd = Command::new(binary);
+    spawn_member_in(None, binary, store_subcommand, args, env, dir, name)
+}
+
+/// [`spawn_member`], inside network namespace `netns` if given: through `ip netns exec`,
+/// which enters the namespace and then execs the binary, so the child's PID is the
+/// member's own (signals reach it, not a wrapper).
+pub fn spawn_member_in(
+    netns: Option<&str>,
+    binary: &Path,
+    store_subcommand: bool,
+    args: &[String],
+    env: &[(String, String)],
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<Child> {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(binary);
+            c
+        }
+        None => Command::new(binary),
+    };
     if store_subcommand {
         cmd.arg("store");
     }

@@ -17,6 +17,12 @@
 //! writes it to `SnapshotStore::receive_path`, fsyncs, and only then steps the message into
 //! its node. The outcome goes back to raft-rs (`report_snapshot`).
 //!
+//! The last chunk carries a CRC-32 of all the data. A receiver whose bytes do not match it
+//! (corrupted in flight: a bad NIC, a middlebox, memory) removes what it wrote and answers
+//! `DataLoss` without stepping anything into raft; the sender streams the same file again,
+//! up to `SNAPSHOT_SEND_ATTEMPTS_MAX` times, before it reports the snapshot failed (and
+//! raft-rs asks for a new one later).
+//!
 //! Receiving: every batch names its cluster; a member of another cluster is refused with
 //! `FailedPrecondition` (etcd's "cluster ID mismatch"). A member removed from the cluster is
 //! refused with `PermissionDenied` and `REMOVED_MEMBER_MESSAGE` (etcd's rafthttp answers
@@ -63,6 +69,11 @@ pub const GRPC_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Snapshot bytes per chunk message, and chunks buffered ahead of the network.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 256 * 1024;
 const SNAPSHOT_CHUNKS_BUFFERED: usize = 4;
+/// Streams of one snapshot file to a peer that refused the bytes as corrupted, before the
+/// transport reports the snapshot failed to raft.
+pub const SNAPSHOT_SEND_ATTEMPTS_MAX: usize = 3;
+/// What a receiver logs and answers when a snapshot's bytes fail their checksum.
+pub const SNAPSHOT_CORRUPTED_MESSAGE: &str = "refused a corrupted snapshot";
 /// etcd's peer dial timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -93,6 +104,7 @@ pub struct TransportMetrics {
     snapshot_send_success: IntCounterVec,
     snapshot_send_failures: IntCounterVec,
     snapshot_receive_success: IntCounterVec,
+    snapshot_receive_failures: IntCounterVec,
 }
 
 impl TransportMetrics {
@@ -127,6 +139,11 @@ impl TransportMetrics {
             snapshot_receive_success: counter(
                 "etcd_network_snapshot_receive_success",
                 "Total number of successful snapshot receives",
+                "From",
+            )?,
+            snapshot_receive_failures: counter(
+                "etcd_network_snapshot_receive_failures",
+                "Total number of snapshot receive failures",
                 "From",
             )?,
         })
@@ -444,12 +461,43 @@ async fn send_snapshot(inner: &Arc<Inner>, mut msg: Message) -> Result<(u64, u64
     let index = meta.index;
     msg.mut_snapshot().set_metadata(meta);
     msg.mut_snapshot().data = Default::default();
-    let result = stream_snapshot_file(inner, &url, &msg, &path).await;
+    let result = stream_snapshot_with_retries(inner, &url, &msg, &path).await;
     let _ = tokio::fs::remove_file(&path).await;
     result.map(|bytes| (index, bytes))
 }
 
-async fn stream_snapshot_file(inner: &Arc<Inner>, url: &str, msg: &Message, path: &PathBuf) -> Result<u64, String> {
+/// Why one stream of a snapshot file failed.
+#[derive(Debug)]
+struct StreamError {
+    /// The receiver got different bytes than were sent (`DataLoss`): the same file may
+    /// well arrive intact on another attempt.
+    corrupted_in_flight: bool,
+    message: String,
+}
+
+impl From<String> for StreamError {
+    fn from(message: String) -> Self {
+        StreamError { corrupted_in_flight: false, message }
+    }
+}
+
+/// Streams the file, again after a refusal as corrupted, at most
+/// [`SNAPSHOT_SEND_ATTEMPTS_MAX`] times in all.
+async fn stream_snapshot_with_retries(inner: &Arc<Inner>, url: &str, msg: &Message, path: &PathBuf) -> Result<u64, String> {
+    let mut attempt = 1;
+    loop {
+        match stream_snapshot_file(inner, url, msg, path).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) if e.corrupted_in_flight && attempt < SNAPSHOT_SEND_ATTEMPTS_MAX => {
+                warn!(peer = format_args!("{:x}", msg.to), attempt, error = %e.message, "peer refused the snapshot as corrupted; sending it again");
+                attempt += 1;
+            }
+            Err(e) => return Err(format!("attempt {attempt}: {}", e.message)),
+        }
+    }
+}
+
+async fn stream_snapshot_file(inner: &Arc<Inner>, url: &str, msg: &Message, path: &PathBuf) -> Result<u64, StreamError> {
     let mut file = tokio::fs::File::open(path).await.map_err(|e| format!("open {}: {e}", path.display()))?;
     let total = file.metadata().await.map_err(|e| e.to_string())?.len();
     let channel = endpoint(url)?.connect().await.map_err(|e| format!("connect {url}: {e}"))?;
@@ -462,20 +510,22 @@ async fn stream_snapshot_file(inner: &Arc<Inner>, url: &str, msg: &Message, path
     let reader = tokio::spawn(async move {
         let mut first = Some(header);
         let mut sent = 0u64;
+        let mut crc = crc32fast::Hasher::new();
         loop {
             let mut buf = vec![0u8; SNAPSHOT_CHUNK_BYTES];
             let n = file.read(&mut buf).await.map_err(|e| format!("read snapshot: {e}"))?;
             buf.truncate(n);
-            if n == 0 && first.is_none() {
-                return Ok(sent);
-            }
+            crc.update(&buf);
             sent += n as u64;
+            // The last chunk is the one without data: it carries the checksum.
+            let data_crc32 = (n == 0).then(|| crc.clone().finalize());
             let chunk = pb::SnapshotChunk {
                 cluster_id,
                 from,
                 message: first.take().unwrap_or_default(),
                 data: buf,
                 total_bytes: total,
+                data_crc32,
             };
             if tx.send(chunk).await.is_err() {
                 return Err("snapshot stream closed by the receiver".to_string());
@@ -486,10 +536,19 @@ async fn stream_snapshot_file(inner: &Arc<Inner>, url: &str, msg: &Message, path
         }
     });
     let response = client.send_snapshot(ReceiverStream::new(rx)).await;
-    let sent = reader.await.map_err(|e| e.to_string())??;
-    let received = response.map_err(|s| format!("peer refused snapshot: {}", s.message()))?.into_inner().bytes;
+    let sent = reader.await.map_err(|e| e.to_string())?;
+    let received = match response {
+        Ok(r) => r.into_inner().bytes,
+        Err(s) => {
+            return Err(StreamError {
+                corrupted_in_flight: s.code() == tonic::Code::DataLoss,
+                message: format!("peer refused snapshot: {}", s.message()),
+            })
+        }
+    };
+    let sent = sent?;
     if received != sent {
-        return Err(format!("peer received {received} of {sent} snapshot bytes"));
+        return Err(format!("peer received {received} of {sent} snapshot bytes").into());
     }
     inner.metrics.sent_bytes.with_label_values(&[&format!("{:x}", msg.to)]).inc_by(sent);
     Ok(sent)
@@ -574,6 +633,8 @@ impl RaftTransport for Service {
         let mut file = tokio::fs::File::create(&part).await.map_err(io_status)?;
         let total = first.total_bytes;
         let mut received = 0u64;
+        let mut crc = crc32fast::Hasher::new();
+        let mut sent_crc32 = None;
         let mut chunk = Some(first);
         loop {
             let c = match chunk.take() {
@@ -588,11 +649,31 @@ impl RaftTransport for Service {
                 let _ = tokio::fs::remove_file(&part).await;
                 return Err(Status::invalid_argument(format!("snapshot is larger than announced ({total} bytes)")));
             }
+            crc.update(&c.data);
+            if c.data_crc32.is_some() {
+                sent_crc32 = c.data_crc32;
+            }
             file.write_all(&c.data).await.map_err(io_status)?;
         }
-        if received != total {
+        let from = format!("{:x}", msg.from);
+        let refused = if received != total {
+            Some(Status::data_loss(format!("snapshot truncated: {received} of {total} bytes")))
+        } else {
+            match sent_crc32 {
+                None => Some(Status::invalid_argument("the snapshot stream ended without its checksum")),
+                Some(sent) if sent != crc.clone().finalize() => Some(Status::data_loss(format!(
+                    "{SNAPSHOT_CORRUPTED_MESSAGE}: crc32 {:08x} of the {received} bytes received, {sent:08x} sent",
+                    crc.finalize()
+                ))),
+                Some(_) => None,
+            }
+        };
+        if let Some(status) = refused {
+            drop(file);
             let _ = tokio::fs::remove_file(&part).await;
-            return Err(Status::data_loss(format!("snapshot truncated: {received} of {total} bytes")));
+            warn!(from = %from, index = meta.index, term = meta.term, error = %status.message(), "snapshot refused; nothing applied");
+            self.inner.metrics.snapshot_receive_failures.with_label_values(&[&from]).inc();
+            return Err(status);
         }
         fail::fail_point!("transport::before_snapshot_save");
         file.sync_all().await.map_err(io_status)?;
@@ -606,7 +687,6 @@ impl RaftTransport for Service {
                 .map_err(io_status)?;
         }
         fail::fail_point!("transport::after_snapshot_save");
-        let from = format!("{:x}", msg.from);
         info!(from = %from, index = meta.index, term = meta.term, bytes = received, "received snapshot");
         self.inner.metrics.snapshot_receive_success.with_label_values(&[&from]).inc();
         self.inner.metrics.received_bytes.with_label_values(&[&from]).inc_by(received);
@@ -617,4 +697,176 @@ impl RaftTransport for Service {
 
 fn io_status(e: std::io::Error) -> Status {
     Status::internal(format!("snapshot io: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use raft::eraftpb::ConfState;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_stream::wrappers::TcpListenerStream;
+
+    use super::*;
+    use crate::node::{self, NodeConfig};
+    use crate::storage::DurableStorage;
+    use crate::wal::WalConfig;
+
+    /// Bytes the snapshot under test starts with; the relay finds them in the stream.
+    const MARKER: &[u8] = b"SNAPSHOT-UNDER-TEST";
+    const INDEX: u64 = 5;
+    const TERM: u64 = 1;
+
+    /// The sender's store hands out a copy of `source`; the receiver's keeps files in `dir`.
+    struct FileSnapshots {
+        dir: PathBuf,
+        source: Option<PathBuf>,
+    }
+
+    impl SnapshotStore for FileSnapshots {
+        fn create(&self) -> Result<(SnapshotMetadata, PathBuf), String> {
+            let source = self.source.as_ref().ok_or("no source")?;
+            let copy = self.dir.join("outgoing.snap");
+            std::fs::copy(source, &copy).map_err(|e| e.to_string())?;
+            let mut meta = SnapshotMetadata { index: INDEX, term: TERM, ..Default::default() };
+            meta.set_conf_state(ConfState { voters: vec![1, 2], ..Default::default() });
+            Ok((meta, copy))
+        }
+        fn receive_path(&self, index: u64, term: u64) -> PathBuf {
+            self.dir.join(format!("{index:016x}-{term:016x}.snap"))
+        }
+    }
+
+    /// A TCP relay to `upstream` that flips one bit a little after [`MARKER`] in the
+    /// client-to-server bytes of its first `corrupt` connections, and passes the rest on.
+    async fn corrupting_relay(upstream: u16, corrupt: usize) -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let corrupted = Arc::new(AtomicUsize::new(0));
+        let count = corrupted.clone();
+        tokio::spawn(async move {
+            let mut accepted = 0;
+            loop {
+                let (client, _) = listener.accept().await.unwrap();
+                accepted += 1;
+                let flip = accepted <= corrupt;
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let server = TcpStream::connect(("127.0.0.1", upstream)).await.unwrap();
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = async move {
+                        // Everything seen so far, until the flip is done.
+                        let mut seen: Vec<u8> = Vec::new();
+                        let mut pending_flip = flip;
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match client_read.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            let chunk = &mut buf[..n];
+                            if pending_flip {
+                                let start = seen.len();
+                                seen.extend_from_slice(chunk);
+                                if let Some(at) = seen.windows(MARKER.len()).position(|w| w == MARKER) {
+                                    let target = at + MARKER.len() + 100;
+                                    if target >= start && target < start + n {
+                                        chunk[target - start] ^= 0x10;
+                                        pending_flip = false;
+                                        count.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                }
+                            }
+                            if server_write.write_all(chunk).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = server_write.shutdown().await;
+                    };
+                    let down = async move {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        (port, corrupted)
+    }
+
+    /// Member 1 receives (a real node behind the real service), member 2 sends through a
+    /// relay that corrupts its first `corrupt` connections. Returns what the send gave,
+    /// how many streams were corrupted, the receiver's store and its refusal count.
+    async fn send_through_relay(corrupt: usize) -> (Result<(u64, u64), String>, usize, Vec<u8>, Option<Vec<u8>>, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let receiver_dir = dir.path().join("receiver");
+        let sender_dir = dir.path().join("sender");
+        std::fs::create_dir_all(&receiver_dir).unwrap();
+        std::fs::create_dir_all(&sender_dir).unwrap();
+        let mut content = MARKER.to_vec();
+        content.extend((0..600_000u32).map(|i| (i % 251) as u8));
+        let source = dir.path().join("source.snap");
+        std::fs::write(&source, &content).unwrap();
+
+        let receiver_store = Arc::new(FileSnapshots { dir: receiver_dir.clone(), source: None });
+        let receiver = Transport::new(7, 1, receiver_store.clone(), None);
+        let (storage, writer) = DurableStorage::open_bootstrap(WalConfig::new(dir.path().join("wal")), &[1, 2]).unwrap();
+        let config = NodeConfig {
+            id: 1,
+            tick_interval: Duration::from_millis(100),
+            election_ticks: 100,
+            heartbeat_ticks: 1,
+            applied_index: 0,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 16,
+            fixed_election_timeout: false,
+        };
+        let (node, _committed, _join) = node::start(config, storage, writer, Arc::new(receiver.clone())).unwrap();
+        receiver.set_node(node.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver_port = listener.local_addr().unwrap().port();
+        let service = receiver.service();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder().add_service(service).serve_with_incoming(TcpListenerStream::new(listener)).await
+        });
+
+        let (relay_port, corrupted) = corrupting_relay(receiver_port, corrupt).await;
+        let sender = Transport::new(7, 2, Arc::new(FileSnapshots { dir: sender_dir, source: Some(source) }), None);
+        sender.inner.peers.lock().insert(
+            1,
+            Peer {
+                url: format!("http://127.0.0.1:{relay_port}"),
+                active_since: None,
+                tx: mpsc::channel(1).0,
+                task: tokio::spawn(async {}),
+            },
+        );
+        let mut msg = Message { from: 2, to: 1, term: TERM, ..Default::default() };
+        msg.set_msg_type(MessageType::MsgSnapshot);
+        let result = send_snapshot(&sender.inner, msg).await;
+        let received = std::fs::read(receiver_store.receive_path(INDEX, TERM)).ok();
+        let refusals = receiver.inner.metrics.snapshot_receive_failures.with_label_values(&["2"]).get();
+        node.stop().await;
+        (result, corrupted.load(Ordering::SeqCst), content, received, refusals)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_flipped_in_flight_is_refused_and_sent_again() {
+        let (result, corrupted, content, received, refusals) = send_through_relay(1).await;
+        assert_eq!(corrupted, 1, "the relay flipped a bit of the first stream");
+        assert_eq!(refusals, 1, "the receiver refused the corrupted stream");
+        let (index, bytes) = result.expect("the second stream is accepted");
+        assert_eq!((index, bytes), (INDEX, content.len() as u64));
+        assert!(received == Some(content), "the receiver kept exactly the bytes sent");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_corrupted_on_every_attempt_is_never_kept() {
+        let (result, corrupted, _, received, refusals) = send_through_relay(usize::MAX).await;
+        assert_eq!(corrupted, SNAPSHOT_SEND_ATTEMPTS_MAX);
+        assert_eq!(refusals, SNAPSHOT_SEND_ATTEMPTS_MAX as u64);
+        let error = result.expect_err("every stream was corrupted");
+        assert!(error.contains(SNAPSHOT_CORRUPTED_MESSAGE), "{error}");
+        assert!(received.is_none(), "nothing was saved for raft to install");
+    }
 }

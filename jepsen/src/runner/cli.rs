@@ -67,6 +67,30 @@ impl WorkloadKind {
     }
 }
 
+/// How the nemesis cuts the network between members.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetMode {
+    /// Members on loopback, each peer port behind a userspace TCP proxy that cuts, drops,
+    /// delays and corrupts snapshot streams. Works without privileges.
+    #[default]
+    Proxy,
+    /// Each member in its own network namespace on a bridge (`10.x.0.y`), cut by nftables
+    /// drop rules inside the namespaces: kernel-level partitions and packet loss. Needs
+    /// root, `ip` and `nft`. No delay fault (that needs `tc netem`), no snapshot stream
+    /// corruption.
+    Netns,
+}
+
+impl NetMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            NetMode::Proxy => "proxy",
+            NetMode::Netns => "netns",
+        }
+    }
+}
+
 /// A fault the nemesis can inject.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize, Deserialize,
@@ -109,6 +133,18 @@ pub enum FaultKind {
     Compact,
     /// Defragment a random member's backend (instantaneous: one Maintenance.Defragment).
     Defrag,
+    /// One step of growing the cluster to 5 members and shrinking it back to 3, in turn:
+    /// grow adds a member as a learner (`member add --learner`), starts it empty and
+    /// promotes it once it has caught up; shrink removes a random voter (the leader
+    /// included), kills it and wipes its data. Never below 3 voters (instantaneous: the
+    /// window closes when the step is done).
+    GrowShrink,
+    /// Kill a follower long enough for the leader's compacted log to leave it behind, then
+    /// corrupt its snapshot files at rest (bit flip or truncation; skiff:
+    /// `member/snap/*.snap`, etcd: also `*.snap.db`) and, in `--net proxy`, one bit of the
+    /// next snapshot streamed to it; restart it. What it did (refused the stream and got it
+    /// again, refused to start, recovered) is recorded.
+    Snapshot,
 }
 
 impl FaultKind {
@@ -128,12 +164,17 @@ impl FaultKind {
             FaultKind::MoveLeader => "move-leader",
             FaultKind::Compact => "compact",
             FaultKind::Defrag => "defrag",
+            FaultKind::GrowShrink => "grow-shrink",
+            FaultKind::Snapshot => "snapshot",
         }
     }
 
     /// Admin faults are single requests: their window closes when the request returns.
     pub fn is_instantaneous(self) -> bool {
-        matches!(self, FaultKind::MoveLeader | FaultKind::Compact | FaultKind::Defrag)
+        matches!(
+            self,
+            FaultKind::MoveLeader | FaultKind::Compact | FaultKind::Defrag | FaultKind::GrowShrink
+        )
     }
 }
 
@@ -162,7 +203,7 @@ fn parse_fault_set(s: &str) -> Result<FaultSet, String> {
             continue;
         }
         let kind = FaultKind::from_str(part, true).map_err(|_| {
-            format!("unknown fault {part:?}; expected none or any of kill, pause, partition, partition-one-way, drop, delay, clock, membership, disk, move-leader, compact")
+            format!("unknown fault {part:?}; expected none or any of kill, pause, partition, partition-one-way, drop, delay, clock, membership, grow-shrink, disk, disk-state, snapshot, power-loss, move-leader, compact, defrag")
         })?;
         if !kinds.contains(&kind) {
             kinds.push(kind);
@@ -241,12 +282,18 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 200)]
     pub ops_per_key: u64,
     /// Faults, comma separated: kill, pause, partition, partition-one-way, drop, delay,
-    /// clock, membership, disk, move-leader, compact; or none.
+    /// clock, membership, grow-shrink, disk, disk-state, snapshot, power-loss, move-leader,
+    /// compact, defrag; or none. `delay` needs `--net proxy`.
     #[arg(long, default_value = "kill,pause,partition", value_parser = parse_fault_set)]
     pub nemesis: FaultSet,
     /// Time between faults, and how long a fault lasts: `MIN..MAX` or one duration.
     #[arg(long, default_value = "5s..15s", value_parser = parse_duration_range)]
     pub nemesis_interval: DurationRange,
+    /// The network the nemesis cuts: `proxy` (userspace TCP proxies on loopback) or
+    /// `netns` (a network namespace per member, nftables drops; root, `ip` and `nft`
+    /// needed; no delay fault, since that needs `tc netem`).
+    #[arg(long, value_enum, default_value_t = NetMode::Proxy)]
+    pub net: NetMode,
     /// Whom kill and pause hit, comma separated: leader, random, minority, all.
     #[arg(
         long,
@@ -326,6 +373,8 @@ pub struct RunConfig {
     pub keep_data: bool,
     #[serde(default)]
     pub unsafe_no_read_index: bool,
+    #[serde(default)]
+    pub net: NetMode,
 }
 
 impl RunConfig {
@@ -336,7 +385,21 @@ impl RunConfig {
     pub fn op_timeout(&self) -> Duration {
         Duration::from_millis(self.op_timeout_ms)
     }
+
+    /// Member slots: `nodes`, or 5 when grow-shrink may add members.
+    pub fn slots(&self) -> usize {
+        if self.nemesis.contains(&FaultKind::GrowShrink) {
+            self.nodes.max(GROWN_MEMBERS)
+        } else {
+            self.nodes
+        }
+    }
 }
+
+/// The size grow-shrink grows the cluster to.
+pub const GROWN_MEMBERS: usize = 5;
+/// The size grow-shrink never shrinks below.
+pub const SHRUNK_MEMBERS_MIN: usize = 3;
 
 impl RunArgs {
     /// Checks the flags and resolves the binary and the seed.
@@ -381,6 +444,16 @@ impl RunArgs {
             !self.unsafe_no_read_index || self.db == Db::Skiff,
             "--unsafe-no-read-index is a skiff flag; etcd has no such setting"
         );
+        if self.net == NetMode::Netns {
+            ensure!(
+                !self.nemesis.0.contains(&FaultKind::Delay),
+                "--nemesis delay needs --net proxy: delaying packets in the kernel needs tc netem, \
+                 which --net netns does not use (nftables can drop packets, not hold them)"
+            );
+            if let Err(why) = crate::netns::available() {
+                bail!("--net netns: {why}");
+            }
+        }
         let binary = match self.db {
             Db::Etcd => {
                 ensure!(
@@ -418,6 +491,7 @@ impl RunArgs {
             max_configurations: self.max_configurations,
             keep_data: self.keep_data,
             unsafe_no_read_index: self.unsafe_no_read_index,
+            net: self.net,
         })
     }
 }
@@ -480,6 +554,11 @@ mod tests {
             Ok(FaultSet(vec![FaultKind::Kill, FaultKind::MoveLeader]))
         );
         assert!(parse_fault_set("kill,meteor").is_err());
+        assert_eq!(
+            parse_fault_set("grow-shrink,snapshot"),
+            Ok(FaultSet(vec![FaultKind::GrowShrink, FaultKind::Snapshot]))
+        );
+        assert!(FaultKind::GrowShrink.is_instantaneous() && !FaultKind::Snapshot.is_instantaneous());
         assert_eq!(
             parse_fault_set("partition-one-way,drop,delay,clock,membership,disk"),
             Ok(FaultSet(vec![

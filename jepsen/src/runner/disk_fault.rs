@@ -56,6 +56,27 @@ pub fn state_file(data_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
     Ok(newest(&|n| n.ends_with(".sst")).or_else(|| newest(&|n| n.starts_with("MANIFEST-"))))
 }
 
+/// The raft snapshot files of a member, oldest first: `member/snap/*.snap` for skiff (a
+/// snapshot received from the leader, kept until the next is installed) and for etcd (its
+/// periodic raft snapshots), and etcd's received databases `member/snap/*.snap.db`.
+pub fn snapshot_files(data_dir: &Path) -> Vec<PathBuf> {
+    let dir = data_dir.join("member").join("snap");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(".snap") || n.ends_with(".snap.db"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// One past the last non-zero byte: where the written data ends.
 pub fn data_end(bytes: &[u8]) -> usize {
     bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
@@ -132,6 +153,29 @@ mod tests {
         assert!(newest.ends_with("0000000000000001-0000000000000010.wal"));
         assert_eq!(data_end(&[1, 2, 3, 0, 0, 0]), 3);
         assert_eq!(data_end(&[0, 0]), 0);
+    }
+
+    #[test]
+    fn snapshot_files_are_the_snap_and_snap_db_files_oldest_first() {
+        let data = tempfile::tempdir().unwrap();
+        let snap = data.path().join("member").join("snap");
+        std::fs::create_dir_all(snap.join("outgoing")).unwrap();
+        for name in ["0000000000000002-0000000000000001.snap", "0000000000000001-0000000000000001.snap", "000000000000000a.snap.db", "db", "x.snap.tmp"] {
+            std::fs::write(snap.join(name), b"x").unwrap();
+        }
+        let names: Vec<String> = snapshot_files(data.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "0000000000000001-0000000000000001.snap",
+                "0000000000000002-0000000000000001.snap",
+                "000000000000000a.snap.db"
+            ]
+        );
+        assert!(snapshot_files(&data.path().join("none")).is_empty());
     }
 
     #[test]

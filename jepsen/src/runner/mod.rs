@@ -4,9 +4,11 @@
 //!
 //! # A run
 //!
-//! 1. [`cluster`]: `--nodes` members of `skiff store` or etcd on free loopback ports,
-//!    each member's peer port behind a [`proxy`] (the network the nemesis cuts); clients
-//!    talk to the members' client ports directly.
+//! 1. [`cluster`]: `--nodes` members of `skiff store` or etcd; their peer traffic goes
+//!    through the [`network`] the nemesis cuts: with `--net proxy` (the default) they
+//!    listen on free loopback ports, each peer port behind a [`proxy`]; with `--net netns`
+//!    each runs in its own network namespace on a bridge ([`crate::netns`]) and cuts are
+//!    nftables drops. Clients talk to the members' client ports directly either way.
 //! 2. The workload (`--workload`): `--concurrency` client processes, each on its own
 //!    connection to one member, paced to `--rate` over all, for `--time-limit`:
 //!    - register and set: [`workload`]; every invocation and completion goes through the
@@ -21,10 +23,13 @@
 //!
 //!    The last three also record a register-shaped view of their requests in
 //!    `history.jsonl`, for the counts, latencies and plot.
-//! 3. [`nemesis`]: kill, pause, partition, partition-one-way, drop, delay (the [`proxy`]),
-//!    clock (libfaketime), membership (remove, wipe, re-add), disk ([`disk_fault`] on the
-//!    WAL), move-leader, compact; one at a time, every kind once per round, every
-//!    `--nemesis-interval`; each fault is a window in `nemesis.jsonl`.
+//! 3. [`nemesis`]: kill, pause, partition, partition-one-way, drop, delay (the
+//!    [`network`]), clock (libfaketime), membership (remove, wipe, re-add), grow-shrink
+//!    (3 → 5 → 3 members, learners promoted), disk, disk-state and snapshot
+//!    ([`disk_fault`]: WAL, state-machine and snapshot files; snapshot streams corrupted
+//!    in the proxy), power loss (lazyfs), move-leader, compact, defrag; one at a time,
+//!    every kind once per round, every `--nemesis-interval`; each fault is a window in
+//!    `nemesis.jsonl`.
 //! 4. When time is up (or on Ctrl-C or SIGTERM) the active fault is healed, clients stop
 //!    (watchers first catch up to the final revision), the set workload reads its final
 //!    state, the members stop.
@@ -40,7 +45,8 @@
 //! `set-final-read.json` (set only), `watch.json` / `lock.json` / `kube.json` (those
 //! workloads), `results.json`, `summary.txt`, `latency.svg`, and
 //! `members/<name>/member.log` (+ `data/`, removed after a valid run unless
-//! `--keep-data`). `skiff jepsen check DIR` needs all but the last three.
+//! `--keep-data`; with grow-shrink also the spare slots `m4`, `m5`). `skiff jepsen check
+//! DIR` needs all but the last three.
 //!
 //! # Exit codes
 //!
@@ -55,7 +61,9 @@
 //! bytes; see [`proxy`]). libfaketime skews skiff's clock but not etcd's (Go reads the clock
 //! through the vDSO, not libc). Members that the runner did not start cannot be identified
 //! by the proxies. If the runner itself is SIGKILLed, its members (in their own process
-//! groups) are left running.
+//! groups) are left running; with `--net netns` its namespaces stay too, until the next
+//! netns run removes the namespaces of runs whose PID is gone. `--net netns` has no
+//! delay (that needs `tc netem`) and cannot corrupt snapshot streams in flight.
 
 mod append;
 mod cli;
@@ -67,6 +75,7 @@ mod kube_workload;
 mod lock_checker;
 mod lock_workload;
 mod nemesis;
+mod network;
 mod plot;
 mod procnet;
 mod proxy;
@@ -244,7 +253,7 @@ async fn run_async(config: RunConfig, dir: PathBuf) -> anyhow::Result<Validity> 
     };
     stop_tx.send_replace(true);
     // Heal first: the watch workload's watchers catch up after the faults end.
-    let faults = nemesis_task.await.context("the nemesis panicked")?;
+    let (faults, admin) = nemesis_task.await.context("the nemesis panicked")?;
     let data = running.finish().await?;
     let _ = ticker.await;
     progress.finish_and_clear();
@@ -264,10 +273,11 @@ async fn run_async(config: RunConfig, dir: PathBuf) -> anyhow::Result<Validity> 
     let leader = admin.leader().await;
     let (forced_stops, crashes, proxy) = {
         let mut cluster = cluster.lock().expect("cluster lock poisoned");
-        let mut order: Vec<usize> = (0..urls.len()).filter(|&i| Some(i) != leader).collect();
+        let slots = cluster.members().len();
+        let mut order: Vec<usize> = (0..slots).filter(|&i| Some(i) != leader).collect();
         order.extend(leader);
         let forced = cluster.shutdown(&order);
-        (forced, cluster.crashes().to_vec(), cluster.proxies.counts())
+        (forced, cluster.crashes().to_vec(), cluster.proxy_counts())
     };
 
     // The history again from memory: the streamed copy may have lost a write error.
@@ -333,9 +343,12 @@ async fn start_cluster(
         attempt += 1;
         let _ = std::fs::remove_dir_all(members_dir);
         let cluster = Cluster::start(config, members_dir).await?;
-        let urls: Vec<String> = cluster.members().iter().map(|m| m.client_url()).collect();
+        let urls: Vec<String> = cluster.members()[..config.nodes]
+            .iter()
+            .map(|m| m.client_url())
+            .collect();
         let cluster = Arc::new(Mutex::new(cluster));
-        let mut admin = Admin::connect(&urls).await?;
+        let mut admin = Admin::connect(&urls, config.slots()).await?;
         match admin.wait_ready(&cluster).await {
             Ok(()) => return Ok((cluster, urls, admin)),
             Err(e) => {

@@ -48,6 +48,8 @@ fn fault_colour(kind: FaultKind) -> &'static str {
         FaultKind::MoveLeader => "#17becf",
         FaultKind::Compact => "#7f7f7f",
         FaultKind::Defrag => "#c7c7c7",
+        FaultKind::GrowShrink => "#aec7e8",
+        FaultKind::Snapshot => "#ff9896",
     }
 }
 

@@ -33,6 +33,13 @@
 //! TCP stream cannot lose bytes in the middle and go on, losing a chunk also closes its
 //! connection: the receiver misses the messages in it and the sender redials — what a raft
 //! transport sees of a lossy link (its own retransmission stands in for TCP's).
+//!
+//! # Snapshot corruption in flight
+//!
+//! [`PeerProxies::arm_snapshot_corruption`] makes the proxy in front of a member flip one
+//! bit of the next snapshot streamed *to* it, a little after the stream's start marker
+//! ([`SNAPSHOT_MARKERS`]: skiff's snapshot magic, etcd's `POST /raft/snapshot`); then it
+//! disarms. The receiver must refuse those bytes, not install them.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -64,6 +71,12 @@ const FORWARD_BUFFER_BYTES: usize = 16 * 1024;
 /// Chunks a delayed direction holds at most (16 MiB at most with full chunks); a full
 /// queue stops reading, so a sender feels back-pressure instead of the proxy growing.
 pub const DELAY_QUEUE_CHUNKS_MAX: usize = 1024;
+/// Byte strings that start a snapshot stream: skiff's snapshot file magic (the first
+/// bytes of its first chunk's data) and etcd's rafthttp snapshot request line.
+pub const SNAPSHOT_MARKERS: [&[u8]; 2] = [b"SKIFFSNP", b"POST /raft/snapshot"];
+/// The flipped bit is this far after the end of a marker, at most (and at least 16 bytes):
+/// inside skiff's snapshot header and first file; inside etcd's request head or message.
+const CORRUPT_OFFSET_BYTES_MAX: usize = 4096;
 
 /// What the network does: directed cuts `(from, to)`, loss and latency.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -111,6 +124,7 @@ impl LinkState {
     }
 
     /// Blocks everything `from` sends to the others; it still hears them.
+    #[cfg(test)]
     pub fn one_way_from(members: usize, from: usize) -> LinkState {
         let cut = (0..members)
             .filter(|&to| to != from)
@@ -122,14 +136,35 @@ impl LinkState {
         }
     }
 
+    /// Keeps only the directed cuts `(from, to)` that `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(usize, usize) -> bool) {
+        self.cut.retain(|&(from, to)| keep(from, to));
+    }
+
+    /// Blocks everything `from` sends to each of `to`; it still hears them.
+    pub fn one_way(from: usize, to: &[usize]) -> LinkState {
+        let cut = to.iter().filter(|&&t| t != from).map(|&t| (from, t)).collect();
+        LinkState {
+            cut,
+            ..LinkState::default()
+        }
+    }
+
     /// Cuts every link except between neighbours on a ring 0-1-…-(n-1)-0: with 5 members,
     /// each sees a majority (itself and two neighbours) but no two see the same one.
+    #[cfg(test)]
     pub fn ring(members: usize) -> LinkState {
+        Self::ring_of(&(0..members).collect::<Vec<_>>())
+    }
+
+    /// [`LinkState::ring`] over `members` in that order (the others are not touched).
+    pub fn ring_of(members: &[usize]) -> LinkState {
+        let n = members.len();
         let mut cut = BTreeSet::new();
-        for a in 0..members {
-            for b in 0..members {
-                let (low, high) = (a.min(b), a.max(b));
-                let neighbours = high - low == 1 || (low == 0 && high == members - 1);
+        for (i, &a) in members.iter().enumerate() {
+            for (j, &b) in members.iter().enumerate() {
+                let (low, high) = (i.min(j), i.max(j));
+                let neighbours = high - low == 1 || (low == 0 && high == n - 1);
                 if a != b && !neighbours {
                     cut.insert((a, b));
                 }
@@ -186,6 +221,8 @@ pub struct ProxyStats {
     pub dropped: AtomicU64,
     /// Chunks held back by a delay fault.
     pub delayed: AtomicU64,
+    /// Snapshot streams that had a bit flipped ([`PeerProxies::arm_snapshot_corruption`]).
+    pub corrupted: AtomicU64,
 }
 
 /// What [`ProxyStats`] counted, for `results.json`.
@@ -200,6 +237,8 @@ pub struct ProxyCounts {
     pub dropped: u64,
     #[serde(default)]
     pub delayed: u64,
+    #[serde(default)]
+    pub corrupted: u64,
 }
 
 /// Member index → PID of its running process (`None` while it is down).
@@ -211,6 +250,8 @@ pub struct PeerProxies {
     links: watch::Sender<LinkState>,
     pids: Pids,
     stats: Arc<ProxyStats>,
+    /// Per member: flip a bit of the next snapshot streamed to it.
+    corrupt: Vec<Arc<AtomicBool>>,
     accept_loops: Vec<JoinHandle<()>>,
 }
 
@@ -223,10 +264,13 @@ impl PeerProxies {
         let stats = Arc::new(ProxyStats::default());
         let mut ports = Vec::new();
         let mut accept_loops = Vec::new();
+        let mut corrupt = Vec::new();
         for (member, &upstream_port) in upstream_ports.iter().enumerate() {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let port = listener.local_addr()?.port();
             ports.push(port);
+            let armed = Arc::new(AtomicBool::new(false));
+            corrupt.push(Arc::clone(&armed));
             let proxy = Proxy {
                 member,
                 port,
@@ -235,6 +279,7 @@ impl PeerProxies {
                 pids: Arc::clone(&pids),
                 stats: Arc::clone(&stats),
                 open: Arc::new(Semaphore::new(CONNECTIONS_PER_PROXY_MAX)),
+                corrupt: armed,
             };
             accept_loops.push(tokio::spawn(proxy.accept_loop(listener)));
         }
@@ -243,6 +288,7 @@ impl PeerProxies {
             links,
             pids,
             stats,
+            corrupt,
             accept_loops,
         })
     }
@@ -265,6 +311,22 @@ impl PeerProxies {
         self.set_links(LinkState::default());
     }
 
+    /// The cuts, loss and latency in force.
+    #[cfg(test)]
+    pub fn links(&self) -> LinkState {
+        self.links.borrow().clone()
+    }
+
+    /// The next snapshot streamed to `member` gets one bit flipped (once).
+    pub fn arm_snapshot_corruption(&self, member: usize, armed: bool) {
+        self.corrupt[member].store(armed, Ordering::SeqCst);
+    }
+
+    /// Whether the armed corruption for `member` is still waiting for a snapshot.
+    pub fn snapshot_corruption_pending(&self, member: usize) -> bool {
+        self.corrupt[member].load(Ordering::SeqCst)
+    }
+
     pub fn counts(&self) -> ProxyCounts {
         let s = &self.stats;
         ProxyCounts {
@@ -275,6 +337,7 @@ impl PeerProxies {
             over_limit: s.over_limit.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
             delayed: s.delayed.load(Ordering::Relaxed),
+            corrupted: s.corrupted.load(Ordering::Relaxed),
         }
     }
 }
@@ -299,6 +362,8 @@ struct Proxy {
     pids: Pids,
     stats: Arc<ProxyStats>,
     open: Arc<Semaphore>,
+    /// Armed: flip a bit of the next snapshot streamed to this member.
+    corrupt: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -356,10 +421,15 @@ impl Proxy {
             links: self.links.clone(),
             stats: &self.stats,
             stalled: &stalled,
+            corrupt: None,
+        };
+        let towards_member = Direction {
+            corrupt: Some(SnapshotCorruptor::new(Arc::clone(&self.corrupt))),
+            ..context.clone()
         };
         // Either direction ending (EOF, a healed cut, a dropped chunk) closes both.
         tokio::select! {
-            _ = context.clone().pump(client_read, upstream_write, source, dest) => {}
+            _ = towards_member.pump(client_read, upstream_write, source, dest) => {}
             _ = context.pump(upstream_read, client_write, dest, source) => {}
         }
     }
@@ -411,6 +481,70 @@ struct Direction<'a> {
     stats: &'a ProxyStats,
     /// Set once either direction of the connection is stalled by a cut (counted once).
     stalled: &'a AtomicBool,
+    /// Towards the proxied member only: the snapshot corruption fault.
+    corrupt: Option<SnapshotCorruptor>,
+}
+
+/// Watches one byte direction for a snapshot's start and, while armed, flips one bit a
+/// little after it.
+#[derive(Clone)]
+struct SnapshotCorruptor {
+    armed: Arc<AtomicBool>,
+    /// The last bytes of earlier chunks, so a marker split between two chunks is found.
+    tail: Vec<u8>,
+    /// Bytes still to pass before the bit to flip, once a marker was seen.
+    countdown: Option<usize>,
+}
+
+impl SnapshotCorruptor {
+    fn new(armed: Arc<AtomicBool>) -> Self {
+        SnapshotCorruptor {
+            armed,
+            tail: Vec::new(),
+            countdown: None,
+        }
+    }
+
+    /// Flips a bit of `chunk` if this is where the armed fault lands; true if it did.
+    fn on_chunk(&mut self, chunk: &mut [u8]) -> bool {
+        if self.countdown.is_none() {
+            if !self.armed.load(Ordering::Relaxed) {
+                self.tail.clear();
+                return false;
+            }
+            let mut seen = std::mem::take(&mut self.tail);
+            let before = seen.len();
+            seen.extend_from_slice(chunk);
+            let found = SNAPSHOT_MARKERS.iter().find_map(|m| {
+                seen.windows(m.len())
+                    .position(|w| w == *m)
+                    .map(|at| at + m.len())
+            });
+            match found {
+                Some(end) => {
+                    let offset = rand::random_range(16..CORRUPT_OFFSET_BYTES_MAX);
+                    // Counted from the start of this chunk.
+                    self.countdown = Some((end + offset).saturating_sub(before));
+                }
+                None => {
+                    let keep = seen.len().saturating_sub(32);
+                    self.tail = seen.split_off(keep);
+                    return false;
+                }
+            }
+        }
+        let at = self.countdown.expect("set above");
+        if at >= chunk.len() {
+            self.countdown = Some(at - chunk.len());
+            return false;
+        }
+        self.countdown = None;
+        if !self.armed.swap(false, Ordering::SeqCst) {
+            return false; // another connection got there first
+        }
+        chunk[at] ^= 1 << rand::random_range(0..8u32);
+        true
+    }
 }
 
 /// How a direction's reader ended.
@@ -473,6 +607,11 @@ impl Direction<'_> {
                 if drop_per_million > 0 && rand::random_range(0..1_000_000u32) < drop_per_million {
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                     return PumpEnd::Close;
+                }
+                if let Some(corruptor) = self.corrupt.as_mut() {
+                    if corruptor.on_chunk(&mut buf[..n]) {
+                        stats.corrupted.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 let mut at = tokio::time::Instant::now();
                 if delay_ms > 0 || jitter_ms > 0 {
@@ -582,6 +721,26 @@ mod tests {
         assert!(!one_way.blocks(0, 1) && !one_way.blocks(2, 1) && !one_way.blocks(0, 2));
         assert!(!one_way.is_cut(0, 1), "a one-way cut is not a partition");
         assert_eq!(one_way.cut_links(), 2);
+    }
+
+    #[test]
+    fn an_armed_corruptor_flips_one_bit_after_a_split_marker_once() {
+        let armed = Arc::new(AtomicBool::new(true));
+        let mut c = SnapshotCorruptor::new(Arc::clone(&armed));
+        let original: Vec<u8> = [&b"xxxxSKIF"[..], b"FSNP", &[7u8; 2 * CORRUPT_OFFSET_BYTES_MAX]].concat();
+        let mut stream = original.clone();
+        let (a, rest) = stream.split_at_mut(8);
+        let (b, rest) = rest.split_at_mut(4);
+        let flipped = [c.on_chunk(a), c.on_chunk(b), c.on_chunk(rest)];
+        assert_eq!(flipped, [false, false, true]);
+        let diff: Vec<usize> = (0..stream.len()).filter(|&i| stream[i] != original[i]).collect();
+        assert_eq!(diff.len(), 1, "one byte changed");
+        assert_eq!((stream[diff[0]] ^ original[diff[0]]).count_ones(), 1, "one bit");
+        assert!(diff[0] >= 12 + 16, "after the marker: {}", diff[0]);
+        assert!(!armed.load(Ordering::SeqCst), "disarmed after one flip");
+        let mut again = original.clone();
+        assert!(!c.on_chunk(&mut again), "disarmed");
+        assert_eq!(again, original);
     }
 
     /// Member 0 (this test process) dials member 1 (an echo server) through proxy 1.

@@ -461,6 +461,9 @@ pub fn summary(results: &Results) -> String {
             "peer proxy: {} connections, {} stalled by cuts, {} accepted while cut, {} unidentified, {} over the limit",
             n.proxy.connections, n.proxy.stalled, n.proxy.refused_by_cut, n.proxy.unidentified, n.proxy.over_limit
         );
+        if n.proxy.corrupted > 0 {
+            let _ = writeln!(s, "  snapshot streams corrupted in flight: {}", n.proxy.corrupted);
+        }
     }
     if !n.client_errors.is_empty() {
         let _ = writeln!(s, "client errors:");

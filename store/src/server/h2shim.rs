@@ -20,7 +20,14 @@
 //!   padding and priority are dropped (h2 ignores priority);
 //! - every other frame, and all server→client bytes, pass through unchanged. Frame
 //!   payloads other than header blocks are streamed, never buffered whole, and go straight
-//!   into hyper's read buffer when nothing is pending.
+//!   into hyper's read buffer when nothing is pending;
+//! - a connection whose *first* header block needs no repair (every client but grpc-go's
+//!   passthrough dialer) gets that block byte for byte and is passed through untouched
+//!   from then on ([`Policy::UntilFirstCleanBlock`]): grpc-go sends one `:authority` for
+//!   every stream of a connection, and HPACK decoding on the hot path of every request
+//!   costs about a sixth of the server's CPU on small puts (loona builds a Huffman table
+//!   per string). Because the first block went out unchanged, h2's HPACK table is the
+//!   client's and nothing needs tracking afterwards.
 //!
 //! The shim is a plain `AsyncRead + AsyncWrite` wrapper ([`ShimStream`]) around the TCP
 //! stream: no extra task or copy per connection beyond the frame headers.
@@ -294,10 +301,23 @@ enum State {
     HeaderPayload { remaining: usize },
 }
 
+/// How long a connection's header blocks go through the rewriter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Until the first header block, if it needs no repair; then the connection passes
+    /// through untouched. What [`serve`] uses.
+    UntilFirstCleanBlock,
+    /// Every header block is decoded and re-encoded (the rewriting machinery alone).
+    Always,
+}
+
 /// The client→server rewrite as a push parser: bytes in, rewritten bytes out. All input
 /// is always consumed; incomplete frame headers and header payloads are kept (bounded).
 pub struct Rewriter {
     state: State,
+    policy: Policy,
+    /// Header blocks completed so far on this connection.
+    blocks_seen: u64,
     decoder: loona_hpack::Decoder<'static>,
     head: [u8; FRAME_HEAD_LEN],
     head_len: usize,
@@ -323,10 +343,16 @@ impl Default for Rewriter {
 
 impl Rewriter {
     pub fn new() -> Self {
+        Self::with_policy(Policy::UntilFirstCleanBlock)
+    }
+
+    pub fn with_policy(policy: Policy) -> Self {
         let mut decoder = loona_hpack::Decoder::new();
         decoder.set_max_allowed_table_size(CLIENT_HEADER_TABLE_SIZE_MAX);
         Rewriter {
             state: State::Preface { matched: 0 },
+            policy,
+            blocks_seen: 0,
             decoder,
             head: [0; FRAME_HEAD_LEN],
             head_len: 0,
@@ -500,7 +526,18 @@ impl Rewriter {
         self.block.extend_from_slice(fragment);
         if flags & FLAG_END_HEADERS != 0 {
             self.block_open = false;
-            self.rewrite_block()?;
+            let repaired = self.rewrite_block()?;
+            self.blocks_seen += 1;
+            if !repaired && self.blocks_seen == 1 && self.policy == Policy::UntilFirstCleanBlock {
+                // The original bytes, so h2's HPACK table stays the client's; the rest of
+                // the connection is not parsed any more.
+                write_header_frames(out, self.block_stream, self.block_end_stream, &self.block);
+                self.state = State::Passthrough;
+                self.block = Vec::new();
+                self.encoded = Vec::new();
+                self.payload = Vec::new();
+                return Ok(());
+            }
             write_header_frames(out, self.block_stream, self.block_end_stream, &self.encoded);
             reset_buffer(&mut self.block);
             reset_buffer(&mut self.encoded);
@@ -509,10 +546,12 @@ impl Rewriter {
         Ok(())
     }
 
-    /// Decodes `block` and re-encodes it into `encoded`.
-    fn rewrite_block(&mut self) -> Result<(), ShimError> {
+    /// Decodes `block` and re-encodes it into `encoded`; whether an `:authority` was
+    /// repaired.
+    fn rewrite_block(&mut self) -> Result<bool, ShimError> {
         let encoded = &mut self.encoded;
         encoded.clear();
+        let mut repaired = false;
         let mut list_bytes = 0usize;
         self.decoder
             .decode_with_cb(&self.block, |name, value| {
@@ -525,13 +564,14 @@ impl Rewriter {
                 } else {
                     None
                 };
+                repaired |= fixed.is_some();
                 encode_field(encoded, &name, fixed.as_deref().unwrap_or(&value));
             })
             .map_err(ShimError::Hpack)?;
         if list_bytes > HEADER_LIST_BYTES_MAX {
             return Err(ShimError::HeaderListTooLarge);
         }
-        Ok(())
+        Ok(repaired)
     }
 }
 
@@ -730,7 +770,11 @@ mod tests {
 
     /// Feeds `input` in chunks of `chunk` bytes.
     fn rewrite(input: &[u8], chunk: usize) -> Result<Vec<u8>, ShimError> {
-        let mut rw = Rewriter::new();
+        rewrite_with(Policy::Always, input, chunk)
+    }
+
+    fn rewrite_with(policy: Policy, input: &[u8], chunk: usize) -> Result<Vec<u8>, ShimError> {
+        let mut rw = Rewriter::with_policy(policy);
         let mut out = Vec::new();
         for piece in input.chunks(chunk) {
             rw.feed(piece, &mut out)?;
@@ -935,6 +979,49 @@ mod tests {
                 "{authority}"
             );
         }
+    }
+
+    /// What `serve` does: a connection that opens with a valid authority is handed on byte
+    /// for byte from its first header block on — later blocks are not even parsed.
+    #[test]
+    fn a_clean_first_block_passes_the_connection_through() {
+        let first = etcdctl_block_plain("127.0.0.1:2379");
+        let second = TestBlock::default().indexed(3).indexed(6).indexed(66).indexed(65).0;
+        let not_hpack = [0xff_u8; 40]; // would be an HPACK error if it were decoded
+        let input = connection(&[
+            frame(FRAME_HEADERS, FLAG_END_HEADERS | FLAG_PADDED, 1, &[&[2u8][..], &first, &[0, 0]].concat()),
+            frame(0x0, FLAG_END_STREAM, 1, b"\0\0\0\0\x05hello"),
+            frame(FRAME_HEADERS, FLAG_END_HEADERS, 3, &second),
+            frame(FRAME_HEADERS, FLAG_END_HEADERS, 5, &not_hpack),
+        ]);
+        for chunk in [1, 2, 7, 9, 100, input.len()] {
+            let out = rewrite_with(Policy::UntilFirstCleanBlock, &input, chunk).expect("rewrite");
+            let frames = parse(&out);
+            // Only the first block's padding is gone; its HPACK bytes are the client's.
+            assert_eq!((frames[1].flags, &frames[1].payload), (FLAG_END_HEADERS, &first), "chunk {chunk}");
+            let rest: Vec<u8> = frames[2..]
+                .iter()
+                .flat_map(|f| frame(f.frame_type, f.flags, f.stream, &f.payload))
+                .collect();
+            let input_rest = &input[PREFACE.len() + 9 + 9 + 3 + first.len() ..];
+            assert_eq!(rest, input_rest, "chunk {chunk}");
+        }
+    }
+
+    /// A connection that needed a repair keeps being rewritten: the second block only
+    /// refers to dynamic entries of the first, and still comes out repaired.
+    #[test]
+    fn a_repaired_first_block_keeps_the_connection_rewritten() {
+        let first = etcdctl_block(b"http://127.0.0.1:2379").0;
+        let second = TestBlock::default().indexed(3).indexed(6).indexed(66).indexed(65).indexed(64).indexed(63).indexed(62).0;
+        let input = connection(&[
+            frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &first),
+            frame(FRAME_HEADERS, FLAG_END_HEADERS, 3, &second),
+        ]);
+        let out = rewrite_with(Policy::UntilFirstCleanBlock, &input, 5).expect("rewrite");
+        let frames = parse(&out);
+        assert_eq!(decode_stateless(&frames[1].payload), expected("127.0.0.1:2379"));
+        assert_eq!(decode_stateless(&frames[2].payload), expected("127.0.0.1:2379"));
     }
 
     fn etcdctl_block_plain(authority: &str) -> Vec<u8> {

@@ -4,8 +4,12 @@
 //! window closes when the request returns. Every fault becomes a [`FaultWindow`]: kind,
 //! targets, what happened, start and end on the history's clock, so plots and readers can
 //! line faults up with operations.
+//!
+//! Here: the schedule, network, process, clock and admin faults. Membership changes
+//! (remove and re-add, grow-shrink) are in `membership.rs`; corrupting files (WAL, state
+//! machine, snapshots) and snapshot streams in `files.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,11 +19,13 @@ use rand::{Rng as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::cli::{FaultKind, RunConfig, Target};
+use super::cli::{FaultKind, RunConfig, Target, GROWN_MEMBERS};
 use super::cluster::{Admin, Cluster, ADMIN_REQUEST_TIMEOUT};
-use super::disk_fault;
-use super::proxy::LinkState;
+use super::network::{Cut, NETNS_LOSS_PERCENT, PROXY_DROP_CHUNK_PER_MILLION};
 use super::recorder::Recorder;
+
+mod files;
+mod membership;
 
 /// One fault, as `nemesis.jsonl` and `results.json` record it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,8 +58,8 @@ enum Active {
     Nothing,
     Killed(Vec<usize>),
     Paused(Vec<usize>),
-    /// Cuts, loss or latency in the proxies.
-    Partitioned,
+    /// Cuts, loss or latency in the network; the leader when it began.
+    Partitioned { leader_before: Option<usize> },
     /// A member running under libfaketime; the task strobing its clock, if any.
     Clock {
         member: usize,
@@ -61,6 +67,8 @@ enum Active {
     },
     /// A member removed from the cluster, killed, its data wiped.
     Removed(usize),
+    /// A follower killed so that it falls behind the compacted log (the snapshot fault).
+    Behind(usize),
 }
 
 /// libfaketime from Debian's `libfaketime` package.
@@ -69,12 +77,6 @@ pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.s
 const CLOCK_SKEW_S_MAX: i64 = 60;
 /// How often a strobing clock jumps between its skew and the real time.
 const CLOCK_STROBE_INTERVAL: Duration = Duration::from_millis(500);
-/// Chance, in millionths, that the drop fault loses a proxied chunk.
-const DROP_CHUNK_PER_MILLION: u32 = 20_000;
-/// How long after a restart on a corrupted WAL the nemesis looks whether the member stayed up.
-const DISK_RESTART_GRACE: Duration = Duration::from_secs(2);
-/// Attempts of `member add` when a removed member comes back.
-const MEMBER_ADD_ATTEMPTS_MAX: usize = 10;
 /// Bound on one defragmentation (it rewrites the member's whole backend).
 const DEFRAG_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -92,6 +94,10 @@ pub struct Nemesis {
     /// The members' heartbeat; the delay fault's latency is a multiple of it.
     heartbeat_ms: u64,
     db: super::cli::Db,
+    /// Grow-shrink's direction: true while the cluster grows towards 5 members.
+    growing: bool,
+    /// `--net netns` (else the proxies).
+    netns: bool,
 }
 
 impl Nemesis {
@@ -116,14 +122,17 @@ impl Nemesis {
             windows: Vec::new(),
             heartbeat_ms: config.heartbeat_interval_ms,
             db: config.db,
+            growing: config.nodes < GROWN_MEMBERS,
+            netns: config.net == super::cli::NetMode::Netns,
         }
     }
 
-    /// Runs the schedule until `stop` turns true; returns every fault window, all healed.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Vec<FaultWindow> {
+    /// Runs the schedule until `stop` turns true; returns every fault window, all healed,
+    /// and the admin clients of the members the cluster has at the end.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> (Vec<FaultWindow>, Admin) {
         if self.kinds.is_empty() {
             let _ = stop.wait_for(|s| *s).await;
-            return self.windows;
+            return (self.windows, self.admin);
         }
         // Every kind once per round, in a random order: a short run with a few faults
         // still sees each kind it asked for.
@@ -153,7 +162,48 @@ impl Nemesis {
                 break;
             }
         }
-        self.windows
+        (self.windows, self.admin)
+    }
+
+    fn net_is_netns(&self) -> bool {
+        self.netns
+    }
+
+    /// The slots in the cluster now.
+    fn present(&self) -> Vec<usize> {
+        self.cluster.lock().expect("cluster lock poisoned").present()
+    }
+
+    fn name(&self, member: usize) -> String {
+        self.cluster
+            .lock()
+            .expect("cluster lock poisoned")
+            .name(member)
+            .to_owned()
+    }
+
+    /// Applies a network fault; the window's detail says where the cuts were made.
+    async fn start_cut(
+        &mut self,
+        kind: FaultKind,
+        cut: Cut,
+        targets: Vec<String>,
+        detail: String,
+    ) -> (Active, FaultWindow) {
+        let leader_before = self.admin.leader().await;
+        let applied = self
+            .cluster
+            .lock()
+            .expect("cluster lock poisoned")
+            .cut(&cut);
+        let detail = match applied {
+            Ok(how) => format!("{detail}; {how}"),
+            Err(e) => format!("{detail}; error: {e:#}"),
+        };
+        (
+            Active::Partitioned { leader_before },
+            self.window(kind, targets, detail),
+        )
     }
 
     /// Sleeps a random interval; false if the run stopped meanwhile.
@@ -184,67 +234,58 @@ impl Nemesis {
     ) -> (Active, FaultWindow) {
         match kind {
             FaultKind::PartitionOneWay => {
-                let n = self.admin.len();
+                let present = self.present();
                 let leader = self.admin.leader().await;
                 let from = match leader {
                     Some(l) if self.rng.random_bool(0.5) => l,
-                    _ => self.rng.random_range(0..n),
+                    _ => *present.choose(&mut self.rng).expect("a cluster has members"),
                 };
-                let cluster = self.cluster.lock().expect("cluster lock poisoned");
-                cluster.proxies.set_links(LinkState::one_way_from(n, from));
-                let name = cluster.name(from).to_owned();
-                drop(cluster);
+                let name = self.name(from);
                 let role = if Some(from) == leader {
                     "the leader"
                 } else {
                     "a follower"
                 };
-                (
-                    Active::Partitioned,
-                    self.window(
-                        kind,
-                        vec![format!("{name} -> others")],
-                        format!("{name} ({role}) is not heard by the others; it hears them"),
-                    ),
+                let to = present.iter().copied().filter(|&m| m != from).collect();
+                self.start_cut(
+                    kind,
+                    Cut::OneWay { from, to },
+                    vec![format!("{name} -> others")],
+                    format!("{name} ({role}) is not heard by the others; it hears them"),
                 )
+                .await
             }
             FaultKind::Drop => {
-                let cluster = self.cluster.lock().expect("cluster lock poisoned");
-                cluster
-                    .proxies
-                    .set_links(LinkState::lossy(DROP_CHUNK_PER_MILLION));
-                drop(cluster);
-                (
-                    Active::Partitioned,
-                    self.window(
-                        kind,
-                        vec!["all links".into()],
-                        format!(
-                            "{:.1}% of chunks lost (each loss closes its connection)",
-                            DROP_CHUNK_PER_MILLION as f64 / 1e4
-                        ),
-                    ),
-                )
+                let detail = if self.net_is_netns() {
+                    format!("{NETNS_LOSS_PERCENT}% of packets lost on every member-to-member path")
+                } else {
+                    format!(
+                        "{:.1}% of chunks lost (each loss closes its connection)",
+                        PROXY_DROP_CHUNK_PER_MILLION as f64 / 1e4
+                    )
+                };
+                let present = self.present();
+                self.start_cut(kind, Cut::Loss(present), vec!["all links".into()], detail)
+                    .await
             }
             FaultKind::Delay => {
                 let delay_ms = 2 * self.heartbeat_ms;
                 let jitter_ms = self.heartbeat_ms;
-                let cluster = self.cluster.lock().expect("cluster lock poisoned");
-                cluster
-                    .proxies
-                    .set_links(LinkState::slow(delay_ms, jitter_ms));
-                drop(cluster);
-                (
-                    Active::Partitioned,
-                    self.window(
-                        kind,
-                        vec!["all links".into()],
-                        format!("{delay_ms} ms + up to {jitter_ms} ms jitter"),
-                    ),
+                self.start_cut(
+                    kind,
+                    Cut::Delay {
+                        delay_ms,
+                        jitter_ms,
+                    },
+                    vec!["all links".into()],
+                    format!("{delay_ms} ms + up to {jitter_ms} ms jitter"),
                 )
+                .await
             }
             FaultKind::Clock => self.start_clock().await,
             FaultKind::Membership => self.start_membership().await,
+            FaultKind::GrowShrink => self.grow_or_shrink().await,
+            FaultKind::Snapshot => self.start_snapshot().await,
             FaultKind::Disk => self.start_disk(stop, false).await,
             FaultKind::DiskState => self.start_disk(stop, true).await,
             FaultKind::Kill | FaultKind::Pause | FaultKind::PowerLoss => {
@@ -292,59 +333,59 @@ impl Nemesis {
                 (active, window)
             }
             FaultKind::Partition => {
-                let n = self.admin.len();
+                let present = self.present();
+                let n = present.len();
                 let mut shapes = vec![Shape::Halves, Shape::IsolateLeader];
                 if n >= 5 {
                     shapes.push(Shape::Ring);
                 }
                 let shape = *shapes.choose(&mut self.rng).expect("shapes is not empty");
-                let (state, groups, detail) = match shape {
+                let (cut, groups, detail) = match shape {
                     Shape::Halves => {
-                        let mut order: Vec<usize> = (0..n).collect();
+                        let mut order = present.clone();
                         order.shuffle(&mut self.rng);
                         let minority = order[..(n - 1) / 2].to_vec();
                         let majority = order[(n - 1) / 2..].to_vec();
                         let groups = vec![minority, majority];
-                        (LinkState::partitioned(n, &groups), groups, "halves")
+                        (Cut::Groups(groups.clone()), groups, "halves")
                     }
                     Shape::IsolateLeader => {
                         let leader = match self.admin.leader().await {
                             Some(l) => l,
-                            None => self.rng.random_range(0..n),
+                            None => *present.choose(&mut self.rng).expect("a cluster has members"),
                         };
-                        let rest = (0..n).filter(|&m| m != leader).collect();
+                        let rest = present.iter().copied().filter(|&m| m != leader).collect();
                         let groups = vec![vec![leader], rest];
-                        (LinkState::partitioned(n, &groups), groups, "isolate-leader")
+                        (Cut::Groups(groups.clone()), groups, "isolate-leader")
                     }
                     Shape::Ring => {
-                        let groups = (0..n).map(|m| vec![m, (m + 1) % n]).collect();
-                        (LinkState::ring(n), groups, "majorities-ring")
+                        let groups = (0..n)
+                            .map(|i| vec![present[i], present[(i + 1) % n]])
+                            .collect();
+                        (Cut::Ring(present.clone()), groups, "majorities-ring")
                     }
                 };
-                let cluster = self.cluster.lock().expect("cluster lock poisoned");
-                cluster.proxies.set_links(state);
-                let names = groups
-                    .iter()
-                    .map(|g| {
-                        let mut g = g.clone();
-                        g.sort_unstable();
-                        g.iter()
-                            .map(|&m| cluster.name(m))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    })
-                    .collect::<Vec<_>>();
+                let names = {
+                    let cluster = self.cluster.lock().expect("cluster lock poisoned");
+                    groups
+                        .iter()
+                        .map(|g| {
+                            let mut g = g.clone();
+                            g.sort_unstable();
+                            g.iter()
+                                .map(|&m| cluster.name(m))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        })
+                        .collect::<Vec<_>>()
+                };
                 let target = if shape == Shape::Ring {
                     // Pairs that still talk, rather than "groups".
                     vec![format!("ring {}", names.join(", "))]
                 } else {
                     vec![names.join(" | ")]
                 };
-                drop(cluster);
-                (
-                    Active::Partitioned,
-                    self.window(kind, target, detail.to_owned()),
-                )
+                self.start_cut(kind, cut, target, detail.to_owned()).await
             }
             FaultKind::MoveLeader => {
                 let start = self.window(kind, Vec::new(), String::new());
@@ -357,8 +398,8 @@ impl Nemesis {
                         },
                     );
                 };
-                let n = self.admin.len();
-                let others: Vec<usize> = (0..n).filter(|&m| m != leader).collect();
+                let others: Vec<usize> =
+                    self.present().into_iter().filter(|&m| m != leader).collect();
                 let target = *others
                     .choose(&mut self.rng)
                     .expect("a cluster has 3 or 5 members");
@@ -425,7 +466,10 @@ impl Nemesis {
             }
             FaultKind::Defrag => {
                 let start = self.window(kind, Vec::new(), String::new());
-                let member = self.rng.random_range(0..self.admin.len());
+                let member = *self
+                    .present()
+                    .choose(&mut self.rng)
+                    .expect("a cluster has members");
                 let mut client = self.admin.client(member);
                 // Defragmenting rewrites the backend: etcd blocks the member meanwhile.
                 let answer = tokio::time::timeout(DEFRAG_TIMEOUT, client.defragment()).await;
@@ -442,34 +486,47 @@ impl Nemesis {
 
     /// Members a process fault hits.
     async fn resolve(&mut self, target: Target) -> Vec<usize> {
-        let n = self.admin.len();
+        let present = self.present();
+        let n = present.len();
         match target {
             Target::Leader => match self.admin.leader().await {
                 Some(leader) => vec![leader],
-                None => vec![self.rng.random_range(0..n)],
+                None => vec![*present.choose(&mut self.rng).expect("a cluster has members")],
             },
-            Target::Random => vec![self.rng.random_range(0..n)],
+            Target::Random => vec![*present.choose(&mut self.rng).expect("a cluster has members")],
             Target::Minority => {
-                let mut order: Vec<usize> = (0..n).collect();
+                let mut order = present;
                 order.shuffle(&mut self.rng);
                 order.truncate((n - 1) / 2);
                 order.sort_unstable();
                 order
             }
-            Target::All => (0..n).collect(),
+            Target::All => present,
         }
     }
 
     async fn heal(&mut self, active: Active, window: usize) {
         let mut errors = Vec::new();
-        let removed = match active {
-            Active::Removed(member) => Some(member),
-            _ => None,
+        let mut notes = Vec::new();
+        if let Active::Partitioned { leader_before } = &active {
+            // Before healing: whom the cut-off majority chose, if anyone.
+            let during = self.admin.leader().await;
+            let name = |m: Option<usize>| m.map_or("none".to_owned(), |m| self.name(m));
+            notes.push(format!(
+                "leader before: {}, at heal: {}",
+                name(*leader_before),
+                name(during)
+            ));
+        }
+        let (removed, behind) = match active {
+            Active::Removed(member) => (Some(member), None),
+            Active::Behind(member) => (None, Some(member)),
+            _ => (None, None),
         };
         {
             let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
             match active {
-                Active::Nothing | Active::Removed(_) => {}
+                Active::Nothing | Active::Removed(_) | Active::Behind(_) => {}
                 Active::Killed(members) => {
                     for m in members {
                         if let Err(e) = cluster.spawn(m) {
@@ -484,7 +541,11 @@ impl Nemesis {
                         }
                     }
                 }
-                Active::Partitioned => cluster.proxies.heal(),
+                Active::Partitioned { .. } => {
+                    if let Err(e) = cluster.heal_network() {
+                        errors.push(format!("healing the network: {e:#}"));
+                    }
+                }
                 Active::Clock { member, strobe } => {
                     if let Some(task) = strobe {
                         task.abort();
@@ -503,8 +564,14 @@ impl Nemesis {
                 errors.push(format!("adding back: {e:#}"));
             }
         }
+        if let Some(member) = behind {
+            notes.push(self.corrupt_snapshots_and_restart(member).await);
+        }
         let w = &mut self.windows[window];
         w.end_ns = Some(self.recorder.now_ns());
+        for note in notes {
+            w.detail += &format!("; {note}");
+        }
         if !errors.is_empty() {
             w.detail += &format!("; heal errors: {}", errors.join("; "));
         }
@@ -517,11 +584,11 @@ impl Nemesis {
             .choose(&mut self.rng)
             .expect("targets is not empty");
         let members = self.resolve(target).await;
-        let n = self.admin.len();
+        let present = self.present();
         let member = members
             .first()
             .copied()
-            .unwrap_or_else(|| self.rng.random_range(0..n));
+            .unwrap_or_else(|| *present.choose(&mut self.rng).expect("a cluster has members"));
         (member, format!("{target:?}").to_lowercase())
     }
 
@@ -602,200 +669,6 @@ impl Nemesis {
         (
             Active::Clock { member, strobe },
             self.window(FaultKind::Clock, vec![name], detail),
-        )
-    }
-
-    /// `member remove` through another member, then kill the removed one and wipe its data.
-    async fn start_membership(&mut self) -> (Active, FaultWindow) {
-        let (member, how) = self.one_target().await;
-        let n = self.admin.len();
-        let name = self
-            .cluster
-            .lock()
-            .expect("cluster lock poisoned")
-            .name(member)
-            .to_owned();
-        let id = self.admin.ids[member];
-        let via = (member + 1 + self.rng.random_range(0..n - 1)) % n;
-        let mut client = self.admin.client(via);
-        let answer = tokio::time::timeout(ADMIN_REQUEST_TIMEOUT, client.member_remove(id)).await;
-        let outcome = match answer {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(super::client::describe(&e)),
-            Err(_) => Some("timed out".to_owned()),
-        };
-        if let Some(error) = outcome {
-            let detail = format!("{how}: member remove {id:x} failed: {error}; nothing changed");
-            return (
-                Active::Nothing,
-                self.window(FaultKind::Membership, vec![name], detail),
-            );
-        }
-        let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
-        let killed = cluster.kill(member);
-        let data = cluster.members()[member].data_dir();
-        // Its contents, not the directory: it may be a lazyfs mount point.
-        let wiped = remove_contents(&data);
-        drop(cluster);
-        let mut detail = format!("{how}: removed {id:x}, killed, data wiped");
-        if let Err(e) = killed {
-            detail += &format!("; kill error: {e:#}");
-        }
-        if let Err(e) = wiped {
-            detail += &format!("; wipe error: {e}");
-        }
-        (
-            Active::Removed(member),
-            self.window(FaultKind::Membership, vec![name], detail),
-        )
-    }
-
-    /// `member add` with the removed member's peer URL, then start it with
-    /// `--initial-cluster-state existing` and its new ID.
-    async fn add_back(&mut self, member: usize) -> anyhow::Result<()> {
-        let n = self.admin.len();
-        let url = self
-            .cluster
-            .lock()
-            .expect("cluster lock poisoned")
-            .peer_url(member);
-        let mut last_error = String::new();
-        for attempt in 0..MEMBER_ADD_ATTEMPTS_MAX {
-            let via = (member + 1 + attempt % (n - 1)) % n;
-            let mut client = self.admin.client(via);
-            let answer = tokio::time::timeout(
-                ADMIN_REQUEST_TIMEOUT,
-                client.member_add([url.as_str()], None),
-            )
-            .await;
-            match answer {
-                Ok(Ok(added)) => {
-                    let id = added
-                        .member()
-                        .map(|m| m.id())
-                        .ok_or_else(|| anyhow::anyhow!("member add answered no member"))?;
-                    self.admin.ids[member] = id;
-                    let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
-                    cluster.set_existing(member);
-                    return cluster.spawn(member);
-                }
-                Ok(Err(e)) => last_error = super::client::describe(&e),
-                Err(_) => last_error = "timed out".into(),
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        anyhow::bail!("member add failed {MEMBER_ADD_ATTEMPTS_MAX} times; last: {last_error}")
-    }
-
-    /// Kills a member, truncates or bit-flips the tail of its newest WAL segment (a copy is
-    /// kept) and restarts it; if it does not stay up, records why and restarts it on the
-    /// original segment.
-    /// With `state`, a bit anywhere in the state-machine file instead (see
-    /// [`disk_fault::state_file`]).
-    async fn start_disk(&mut self, stop: &mut watch::Receiver<bool>, state: bool) -> (Active, FaultWindow) {
-        let kind = if state { FaultKind::DiskState } else { FaultKind::Disk };
-        let anywhere: u64 = self.rng.random();
-        let (member, how) = self.one_target().await;
-        let back = self.rng.random_range(1..=disk_fault::TAIL_BYTES_MAX);
-        let truncate = self.rng.random_bool(0.5);
-        let bit: u8 = self.rng.random_range(0..8);
-        let start = self.window(kind, Vec::new(), String::new());
-        let (name, segment, backup, corrupted) = {
-            let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
-            let name = cluster.name(member).to_owned();
-            let killed = cluster.kill(member);
-            let dir = cluster.members()[member].dir.clone();
-            let data = cluster.members()[member].data_dir();
-            let corrupt = || -> anyhow::Result<(PathBuf, PathBuf, disk_fault::Corruption)> {
-                killed?;
-                let segment = if state {
-                    disk_fault::state_file(&data)?.ok_or_else(|| anyhow::anyhow!("no state-machine file"))?
-                } else {
-                    disk_fault::newest_segment(&disk_fault::wal_dir(&data))?
-                        .ok_or_else(|| anyhow::anyhow!("no WAL segment"))?
-                };
-                let backup = dir.join("file-before-disk-fault");
-                std::fs::copy(&segment, &backup)?;
-                let done = if state {
-                    // Anywhere in the written data, not only near its end.
-                    let len = disk_fault::data_end(&std::fs::read(&segment)?).max(1);
-                    disk_fault::flip_bit(&segment, (anywhere % len as u64) as usize, bit)?
-                } else if truncate {
-                    disk_fault::truncate_tail(&segment, back)?
-                } else {
-                    disk_fault::flip_bit(&segment, back, bit)?
-                };
-                Ok((segment, backup, done))
-            };
-            let result = corrupt();
-            let spawned = cluster.spawn(member);
-            match (result, spawned) {
-                (Ok((segment, backup, done)), Ok(())) => (name, segment, backup, Ok(done)),
-                (Err(e), _) | (_, Err(e)) => (name, PathBuf::new(), PathBuf::new(), Err(e)),
-            }
-        };
-        let done = match corrupted {
-            Ok(done) => done,
-            Err(e) => {
-                let detail = format!("{how}: no disk fault: {e:#}");
-                return (
-                    Active::Nothing,
-                    FaultWindow {
-                        targets: vec![name],
-                        detail,
-                        ..start
-                    },
-                );
-            }
-        };
-        let file = segment
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(DISK_RESTART_GRACE) => {}
-            _ = stop.wait_for(|s| *s) => {}
-        }
-        let mut cluster = self.cluster.lock().expect("cluster lock poisoned");
-        let log = cluster.log_tail(member, 200);
-        let mentions: Vec<&str> = log
-            .lines()
-            .filter(|l| {
-                let l = l.to_lowercase();
-                l.contains("corrupt")
-                    || l.contains("torn")
-                    || l.contains("crc")
-                    || l.contains("checksum")
-                    || l.contains("unexpected eof")
-            })
-            .collect();
-        let said = mentions
-            .last()
-            .map(|l| l.chars().take(300).collect::<String>())
-            .unwrap_or_else(|| "nothing about corruption in its log".into());
-        let outcome = if cluster.is_running(member) {
-            format!("started and stayed up; its log: {said}")
-        } else {
-            let restored = std::fs::copy(&backup, &segment)
-                .map_err(anyhow::Error::from)
-                .and_then(|_| cluster.spawn(member));
-            format!(
-                "REFUSED to start; its log: {said}; {}",
-                match restored {
-                    Ok(()) => "restarted on the original file".to_owned(),
-                    Err(e) => format!("could not restore: {e:#}"),
-                }
-            )
-        };
-        drop(cluster);
-        let detail = format!("{how}: {file}: {done}; {outcome}");
-        (
-            Active::Nothing,
-            FaultWindow {
-                targets: vec![name],
-                detail,
-                ..start
-            },
         )
     }
 
