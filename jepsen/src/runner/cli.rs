@@ -396,6 +396,59 @@ impl RunConfig {
     }
 }
 
+impl RunConfig {
+    /// The `skiff jepsen run` command line that makes the same choices again: the same
+    /// flags and seed, so the generator's operations and the nemesis schedule repeat (the
+    /// cluster's own timing does not). Printed in `summary.txt` of every run.
+    pub fn replay_command(&self) -> String {
+        fn value<T: ValueEnum>(v: &T) -> String {
+            v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+        }
+        let nemesis = if self.nemesis.is_empty() {
+            "none".to_string()
+        } else {
+            self.nemesis.iter().map(|f| f.name()).collect::<Vec<_>>().join(",")
+        };
+        let interval = if self.nemesis_interval.min_ms == self.nemesis_interval.max_ms {
+            format!("{}ms", self.nemesis_interval.min_ms)
+        } else {
+            format!("{}ms..{}ms", self.nemesis_interval.min_ms, self.nemesis_interval.max_ms)
+        };
+        let targets = self.nemesis_targets.iter().map(value).collect::<Vec<_>>().join(",");
+        let mut cmd = format!(
+            "skiff jepsen run --db {} --workload {} --nodes {} --time-limit {}ms --concurrency {} \
+             --rate {} --keys {} --ops-per-key {} --nemesis {nemesis} --nemesis-interval {interval} \
+             --nemesis-targets {targets} --net {} --heartbeat-interval {} --election-timeout {} \
+             --op-timeout {}ms --max-configurations {} --seed {}",
+            value(&self.db),
+            value(&self.workload),
+            self.nodes,
+            self.time_limit_ms,
+            self.concurrency,
+            self.rate,
+            self.keys,
+            self.ops_per_key,
+            value(&self.net),
+            self.heartbeat_interval_ms,
+            self.election_timeout_ms,
+            self.op_timeout_ms,
+            self.max_configurations,
+            self.seed,
+        );
+        match self.db {
+            Db::Etcd => cmd.push_str(&format!(" --etcd-bin {}", self.binary.display())),
+            Db::Skiff => cmd.push_str(&format!(" --skiff-bin {}", self.binary.display())),
+        }
+        if self.unsafe_no_read_index {
+            cmd.push_str(" --unsafe-no-read-index");
+        }
+        if self.keep_data {
+            cmd.push_str(" --keep-data");
+        }
+        cmd
+    }
+}
+
 /// The size grow-shrink grows the cluster to.
 pub const GROWN_MEMBERS: usize = 5;
 /// The size grow-shrink never shrinks below.
@@ -524,6 +577,39 @@ fn find_skiff(explicit: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The replay line parses back into the same run configuration, whatever the flags.
+    #[test]
+    fn replay_command_round_trips_through_the_flag_parser() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let parse = |line: &str| {
+            let words = line.split_whitespace().skip(2); // "skiff jepsen"
+            let cli = <Cli as clap::Parser>::try_parse_from(words).expect("replay line parses");
+            cli.run.validate().expect("valid")
+        };
+        let etcd = std::path::Path::new("/bin/true");
+        for flags in [
+            format!("--skiff-bin {}", etcd.display()),
+            format!(
+                "--db etcd --etcd-bin {} --workload append --nodes 5 --time-limit 90s --rate 12.5 \
+                 --nemesis none --nemesis-interval 700ms --nemesis-targets all --keep-data --seed 7",
+                etcd.display()
+            ),
+            format!(
+                "--db etcd --etcd-bin {} --nemesis grow-shrink,snapshot,kill --nemesis-interval 2s..3s \
+                 --heartbeat-interval 50 --election-timeout 500 --op-timeout 1500ms --keys 3 --ops-per-key 9",
+                etcd.display()
+            ),
+        ] {
+            let first = parse(&format!("skiff jepsen run {flags}"));
+            let replayed = parse(&first.replay_command());
+            assert_eq!(replayed, first, "{flags}");
+        }
+    }
 
     #[test]
     fn duration_ranges_parse_and_reject_nonsense() {

@@ -96,6 +96,9 @@ pub struct Results {
     pub workload: WorkloadKind,
     pub nodes: usize,
     pub seed: u64,
+    /// The command line that repeats the run's choices ([`RunConfig::replay_command`]).
+    #[serde(default)]
+    pub replay: String,
     /// From the first to the last event of the history.
     pub history_span_s: f64,
     pub ops: Counts,
@@ -374,6 +377,7 @@ pub fn analyze(
         workload: config.workload,
         nodes: config.nodes,
         seed: config.seed,
+        replay: config.replay_command(),
         history_span_s: span_ns as f64 / 1e9,
         ops,
         ops_by_function: by_function,
@@ -401,6 +405,9 @@ pub fn summary(results: &Results) -> String {
         r.nodes,
         r.seed
     );
+    if !r.replay.is_empty() {
+        let _ = writeln!(s, "replay: {}", r.replay);
+    }
     let _ = writeln!(
         s,
         "history: {:.1} s, {} operations: {} ok, {} fail, {} info",
