@@ -23,6 +23,7 @@ pub fn apply(group: &str, kind: &str, obj: &mut Value) {
             }
         }
         ("", "Service") => default_service(obj),
+        ("", "Secret") => default_secret(obj),
         ("", "Namespace") => {
             let name = crate::objects::name(obj).to_string();
             let labels = crate::objects::metadata_mut(obj).entry("labels").or_insert_with(|| json!({}));
@@ -56,6 +57,31 @@ pub fn apply(group: &str, kind: &str, obj: &mut Value) {
         }
         ("apps", "DaemonSet") | ("batch", "Job") => default_template(obj),
         _ => {}
+    }
+}
+
+/// kube's v1 → internal Secret conversion and defaults: `stringData` is write-only, each of
+/// its entries overwrites `data` base64-encoded; `type` defaults to `Opaque`.
+fn default_secret(obj: &mut Value) {
+    use base64::Engine;
+    let Some(secret) = obj.as_object_mut() else { return };
+    if let Some(Value::Object(string_data)) = secret.remove("stringData") {
+        let data = secret.entry("data").or_insert_with(|| json!({}));
+        if data.is_null() {
+            *data = json!({});
+        }
+        if let Some(data) = data.as_object_mut() {
+            for (key, value) in string_data {
+                let text = value.as_str().unwrap_or_default();
+                data.insert(key, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+            }
+        }
+    }
+    match secret.get("type") {
+        Some(Value::String(t)) if !t.is_empty() => {}
+        _ => {
+            secret.insert("type".into(), json!("Opaque"));
+        }
     }
 }
 
@@ -168,6 +194,16 @@ mod tests {
         assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
         assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
         assert_eq!(svc["spec"]["type"], "ClusterIP");
+    }
+
+    #[test]
+    fn secret_string_data_is_folded_into_data_and_type_defaults_to_opaque() {
+        let mut secret = json!({"data": {"a": "b2xk", "keep": "eA=="}, "stringData": {"a": "new", "s": "p@ss"}});
+        apply("", "Secret", &mut secret);
+        assert_eq!(secret, json!({"data": {"a": "bmV3", "keep": "eA==", "s": "cEBzcw=="}, "type": "Opaque"}));
+        let mut tls = json!({"type": "kubernetes.io/tls", "stringData": {"tls.crt": "c"}, "data": null});
+        apply("", "Secret", &mut tls);
+        assert_eq!(tls, json!({"type": "kubernetes.io/tls", "data": {"tls.crt": "Yw=="}}));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Discovery documents: `/version`, `/api`, `/apis`, `/apis/<group>` and the
 //! per-group-version `APIResourceList`s. (OpenAPI documents: [`crate::openapi`].)
 //!
-//! Aggregated discovery (`as=APIGroupDiscoveryList`) is not served: negotiation answers
-//! the legacy documents with `Content-Type: application/json`, and client-go (kubectl) then
-//! falls back to legacy discovery, exactly as against an older kube-apiserver.
+//! `/api` and `/apis` also answer aggregated discovery (`as=APIGroupDiscoveryList`, see
+//! [`aggregated`]) when the client asks for it, as kubectl does: then it needs no
+//! per-group-version requests at all.
 
 use serde_json::{json, Value};
+
+pub mod aggregated;
+pub use aggregated::{group_discovery_list, DiscoveryFormat};
 
 use crate::resources::{Registry, ResourceInfo};
 

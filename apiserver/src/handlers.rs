@@ -161,11 +161,18 @@ fn with_revision(mut obj: Value, revision: i64) -> Value {
 fn parse_body(req: &Request) -> Result<Value> {
     let ct = req.headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let mime = ct.split(';').next().unwrap_or("").trim();
-    if mime == "application/vnd.kubernetes.protobuf" {
-        return Err(ApiError::unsupported_media_type(
-            mime,
-            "application/json (protobuf request bodies are not supported by skiff-apiserver yet: kubectl's typed commands such as `kubectl create namespace` send them; use `kubectl create -f` or `apply -f`)",
-        ));
+    if mime == crate::protobuf::MEDIA_TYPE {
+        let res = &req.route.resource;
+        if res.custom {
+            // As kube: custom resources have no protobuf encoding.
+            return Err(ApiError::unsupported_media_type(mime, "application/json"));
+        }
+        let (api_version, kind) = match req.route.subresource.as_deref() {
+            Some("scale") => ("autoscaling/v1".to_string(), "Scale"),
+            Some("binding") => ("v1".to_string(), "Binding"),
+            _ => (res.api_version(), res.kind.as_str()),
+        };
+        return Ok(crate::protobuf::decode_request(&req.body, &api_version, kind)?);
     }
     if mime != "application/json" && mime != "*/*" && !mime.is_empty() {
         return Err(ApiError::unsupported_media_type(mime, "application/json"));
@@ -415,7 +422,13 @@ pub async fn list_objects(
     let rv_match = query.get("resourceVersionMatch").map(String::as_str).unwrap_or("");
     let continue_param = query.get("continue").map(String::as_str).unwrap_or("");
     let (mut revision, mut start) = (0i64, prefix.clone());
-    match read_plan(rv_param, rv_match, limit, continue_param)? {
+    let plan = read_plan(rv_param, rv_match, limit, continue_param)?;
+    if let crate::cached_list::ListSource::Cache { min_revision } = crate::cached_list::list_source(&plan, rv_param, limit) {
+        if let Some(result) = crate::cached_list::list(state, res, namespace, filter, min_revision).await? {
+            return Ok(result);
+        }
+    }
+    match plan {
         ReadPlan::Latest => {}
         ReadPlan::Exact(rv) => revision = rv,
         ReadPlan::NotOlderThan(rv) => {
@@ -565,8 +578,12 @@ fn prepare_create(res: &ResourceInfo, namespace: Option<&str>, obj: &mut Value) 
     Ok(())
 }
 
+/// A new object's metadata, then its kind's spec rules ([`validation::validate_kind`]).
 fn validate_meta(res: &ResourceInfo, obj: &Value) -> Result<()> {
-    let errs = validation::validate_object_meta(obj, res.namespaced, name_rule(res));
+    let mut errs = validation::validate_object_meta(obj, res.namespaced, name_rule(res));
+    if !res.custom {
+        errs.extend(validation::validate_kind(&res.group, &res.kind, obj));
+    }
     if errs.is_empty() {
         return Ok(());
     }
@@ -584,6 +601,7 @@ pub async fn create(state: &AppState, req: &Request) -> Result<Reply> {
         return Err(ApiError::method_not_allowed());
     }
     prepare_create(res, namespace, &mut obj)?;
+    objects::drop_empty_meta_collections(&mut obj);
     validate_meta(res, &obj)?;
     if let Some(ns) = namespace {
         check_namespace(state, res, ns, objects::name(&obj)).await?;
@@ -699,10 +717,16 @@ where
             )));
         }
         merge_server_fields(res, subresource, &existing, &mut new, namespace)?;
+        objects::drop_empty_meta_collections(&mut new);
         let mut check = new.clone();
         objects::metadata_mut(&mut check).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
         let mut errs = validation::validate_object_meta_update(&check, &existing);
         errs.extend(validation::validate_object_meta(&check, res.namespaced, name_rule(res)));
+        // Spec rules and immutable fields: not for status writes and bindings, which kube
+        // validates with their own (narrower) rules.
+        if !res.custom && matches!(subresource, None | Some("scale")) {
+            errs.extend(validation::validate_kind_update(&res.group, &res.kind, &check, &existing));
+        }
         if !errs.is_empty() {
             return Err(invalid_from(res, name, &errs));
         }
@@ -1037,7 +1061,7 @@ mod tests {
         let reg = Registry::builtin();
         let pods = reg.by_plural("", "pods").unwrap();
         let deploy = reg.by_plural("apps", "deployments").unwrap();
-        let mut pod = json!({"metadata": {"name": "Web", "namespace": "default"}});
+        let mut pod = json!({"metadata": {"name": "Web", "namespace": "default"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
         let e = validate_meta(&pods, &pod).unwrap_err();
         assert_eq!(e.code, 422);
         assert!(e.message.starts_with("Pod \"Web\" is invalid: metadata.name: Invalid value: \"Web\": a lowercase RFC 1123 subdomain"), "{}", e.message);

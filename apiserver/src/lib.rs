@@ -14,17 +14,25 @@
 //! - a new built-in resource: a row in [`resources`];
 //! - a new verb or query parameter: [`handlers`] (one function per verb; deletes in
 //!   `handlers/delete.rs`, server-side apply in `handlers/apply_patch.rs`), watches in
-//!   [`watch`] and [`watch_cache`], storage access in [`storage`] (the only module that
+//!   [`watch`] and [`watch_cache`] (lists served from it: [`cached_list`]), storage
+//!   access in [`storage`] (the only module that
 //!   talks to etcd);
 //! - a new error reason: [`error`] (every failure reaches the wire through its `ApiError`;
 //!   [`validation`] and [`apply`] word their own kube messages, converted there);
-//! - per-kind defaulting: [`defaults`]; typed decoding checks: [`typed`];
+//! - per-kind defaulting: [`defaults`]; typed decoding checks: [`typed`]; per-kind spec
+//!   rules and immutable fields: [`validation`] (`validation/kinds.rs`,
+//!   `validation/immutable.rs`);
+//! - discovery documents: [`discovery`] (aggregated discovery in `discovery/aggregated.rs`);
+//!   OpenAPI: [`openapi`] (v3; v2 JSON and protobuf in `openapi/v2.rs`, `openapi/v2_proto.rs`);
+//! - protobuf request bodies: [`protobuf`] (a new built-in kind needs its `schema.rs`
+//!   regenerated: `apiserver/scripts/gen_proto_schema.rs`);
 //! - what kube-apiserver does on its own (bootstrap, allocators, namespace deletion):
 //!   [`bootstrap`] and [`allocator`].
 
 pub mod allocator;
 pub mod apply;
 pub mod bootstrap;
+pub mod cached_list;
 pub mod config;
 pub mod defaults;
 pub mod discovery;
@@ -37,6 +45,7 @@ pub mod openapi;
 pub mod patch;
 pub mod patching;
 pub mod pki;
+pub mod protobuf;
 pub mod resources;
 pub mod routing;
 pub mod selectors;

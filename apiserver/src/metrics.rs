@@ -14,6 +14,10 @@ pub struct Metrics {
     pub duration: HistogramVec,
     /// Watches served from the shared watch cache vs. from their own etcd watch.
     pub watch_sources: IntCounterVec,
+    /// Lists served from the watch cache (kube's cacher metrics, same names and labels).
+    pub cache_list: IntCounterVec,
+    pub cache_list_fetched: IntCounterVec,
+    pub cache_list_returned: IntCounterVec,
 }
 
 /// The labels of one request.
@@ -46,9 +50,27 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(watch_sources.clone())).expect("registered once");
+        let cache_list = IntCounterVec::new(
+            Opts::new("apiserver_cache_list_total", "Number of LIST requests served from watch cache"),
+            &["resource_prefix", "index"],
+        )
+        .expect("valid metric");
+        let cache_list_fetched = IntCounterVec::new(
+            Opts::new("apiserver_cache_list_fetched_objects_total", "Number of objects read from watch cache in the course of serving a LIST request"),
+            &["resource_prefix", "index"],
+        )
+        .expect("valid metric");
+        let cache_list_returned = IntCounterVec::new(
+            Opts::new("apiserver_cache_list_returned_objects_total", "Number of objects returned for a LIST request from watch cache"),
+            &["resource_prefix"],
+        )
+        .expect("valid metric");
+        for c in [&cache_list, &cache_list_fetched, &cache_list_returned] {
+            registry.register(Box::new(c.clone())).expect("registered once");
+        }
         registry.register(Box::new(requests.clone())).expect("registered once");
         registry.register(Box::new(duration.clone())).expect("registered once");
-        Metrics { registry, requests, duration, watch_sources }
+        Metrics { registry, requests, duration, watch_sources, cache_list, cache_list_fetched, cache_list_returned }
     }
 
     pub fn observe(&self, l: &RequestLabels<'_>, dry_run: bool, code: u16, seconds: f64) {

@@ -24,6 +24,28 @@ pub fn metadata_mut(obj: &mut Value) -> &mut Map<String, Value> {
     obj["metadata"].as_object_mut().expect("metadata was just made an object")
 }
 
+/// ObjectMeta's collections are `omitempty` in Go: kube-apiserver decodes every write into
+/// its typed object and encodes it back, so an empty or null `labels`, `annotations`,
+/// `finalizers`, `ownerReferences` or `managedFields` is never stored or returned (a
+/// merge patch of `{"metadata":{"annotations":{}}}`, as `kubectl diff` sends, changes
+/// nothing).
+pub fn drop_empty_meta_collections(obj: &mut Value) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for key in ["labels", "annotations", "finalizers", "ownerReferences", "managedFields"] {
+        let empty = match meta.get(key) {
+            Some(Value::Null) => true,
+            Some(Value::Object(m)) => m.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            _ => false,
+        };
+        if empty {
+            meta.remove(key);
+        }
+    }
+}
+
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     metadata(obj).and_then(|m| m.get(field)).and_then(Value::as_str)
 }
@@ -121,6 +143,20 @@ pub fn age(obj: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn empty_meta_collections_are_dropped_as_go_omitempty_does() {
+        let mut obj = json!({"metadata": {"name": "a", "labels": {}, "annotations": null, "finalizers": [],
+            "ownerReferences": [], "managedFields": [], "namespace": ""}, "data": {}});
+        super::drop_empty_meta_collections(&mut obj);
+        assert_eq!(obj, json!({"metadata": {"name": "a", "namespace": ""}, "data": {}}));
+        let mut kept = json!({"metadata": {"labels": {"a": "b"}, "finalizers": ["x"]}});
+        let before = kept.clone();
+        super::drop_empty_meta_collections(&mut kept);
+        assert_eq!(kept, before);
+    }
+
     use super::*;
 
     #[test]

@@ -13,6 +13,9 @@
 //!
 //! Paths list every operation with kube's operation parameters, so a client can see which
 //! query parameters (dryRun, fieldManager, fieldValidation, …) each accepts.
+//!
+//! The OpenAPI v2 document (`/openapi/v2`) is translated from these: [`v2`] (JSON) and
+//! [`v2_proto`] (gnostic protobuf).
 
 use std::collections::BTreeMap;
 
@@ -20,6 +23,9 @@ use schemars::gen::{SchemaGenerator, SchemaSettings};
 use serde_json::{json, Map, Value};
 
 use crate::resources::ResourceInfo;
+
+pub mod v2;
+pub mod v2_proto;
 
 /// Where schemas live inside a document; `$ref`s point here.
 const SCHEMAS_PATH: &str = "#/components/schemas/";

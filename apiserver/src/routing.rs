@@ -164,8 +164,8 @@ pub fn negotiate(accept: Option<&str>) -> Result<Encoding, ApiError> {
             Some(&"Table") if matches!(params.get("g"), Some(&"meta.k8s.io")) && matches!(params.get("v"), Some(&"v1")) => {
                 return Ok(Encoding::Table)
             }
-            // v1beta1 Tables, PartialObjectMetadata and aggregated discovery are not served:
-            // fall through to the client's next choice.
+            // v1beta1 Tables and PartialObjectMetadata are not served (aggregated discovery
+            // only at `/api` and `/apis`): fall through to the client's next choice.
             _ => continue,
         }
     }

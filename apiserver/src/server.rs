@@ -209,8 +209,11 @@ async fn handle(state: State, identity: PeerIdentity, server_address: Arc<String
     match path.as_str() {
         "/metrics" => return text_response(StatusCode::OK, state.metrics.render()),
         "/version" => return json_response(StatusCode::OK, &crate::discovery::version()),
-        "/api" => return json_response(StatusCode::OK, &crate::discovery::api_versions(&server_address)),
-        "/apis" => return json_response(StatusCode::OK, &crate::discovery::api_group_list(&state.registry)),
+        "/api" | "/apis" => return discovery_root(&state, &server_address, &req),
+        "/openapi/v2" => {
+            let (accept, if_none_match) = (header_string(&req, axum::http::header::ACCEPT), header_string(&req, axum::http::header::IF_NONE_MATCH));
+            return openapi_v2(&state, accept.as_deref(), if_none_match.as_deref()).await;
+        }
         "/openapi/v3" => {
             let (resources, schemas) = openapi_inputs(&state).await;
             return json_response(StatusCode::OK, &crate::openapi::v3_index(&resources, &schemas));
@@ -244,6 +247,62 @@ async fn handle(state: State, identity: PeerIdentity, server_address: Arc<String
         }
         Target::Resource(route) => serve_resource(state, route, req).await,
     }
+}
+
+fn header_string(req: &Request<Body>, name: axum::http::header::HeaderName) -> Option<String> {
+    req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// `/openapi/v2` as JSON or protobuf, with an ETag so an unchanged document is a 304.
+async fn openapi_v2(state: &AppState, accept: Option<&str>, if_none_match: Option<&str>) -> Response {
+    use crate::openapi::v2::{self, Encoding};
+    let encoding = match v2::negotiate(accept) {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
+    };
+    let (resources, schemas) = openapi_inputs(state).await;
+    let doc = v2::v2_document(&resources, &schemas);
+    // One tag per document and encoding (as kube-openapi's).
+    let etag = match encoding {
+        Encoding::Json => v2::etag(&doc),
+        Encoding::Protobuf => format!("{}-pb\"", v2::etag(&doc).trim_end_matches('"')),
+    };
+    let mut resp = if if_none_match.unwrap_or("").split(',').any(|t| t.trim() == etag || t.trim() == "*") {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let body = match encoding {
+            Encoding::Json => serde_json::to_vec(&doc).unwrap_or_default(),
+            Encoding::Protobuf => crate::openapi::v2_proto::encode(&doc),
+        };
+        let mut r = (StatusCode::OK, body).into_response();
+        r.headers_mut().insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static(encoding.content_type()));
+        r
+    };
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(axum::http::header::ETAG, v);
+    }
+    resp.headers_mut().insert(axum::http::header::VARY, HeaderValue::from_static("Accept"));
+    resp
+}
+
+/// `/api` or `/apis`: the legacy document or aggregated discovery, as `Accept` asks.
+fn discovery_root(state: &AppState, server_address: &str, req: &Request<Body>) -> Response {
+    use crate::discovery::{self, DiscoveryFormat};
+    let accept = req.headers().get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = match discovery::aggregated::negotiate(accept) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let core = req.uri().path() == "/api";
+    let doc = match (format, core) {
+        (DiscoveryFormat::Legacy, true) => discovery::api_versions(server_address),
+        (DiscoveryFormat::Legacy, false) => discovery::api_group_list(&state.registry),
+        (aggregated, core) => discovery::group_discovery_list(&state.registry, core, aggregated),
+    };
+    let mut resp = json_response(StatusCode::OK, &doc);
+    resp.headers_mut().insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    resp.headers_mut().insert(axum::http::header::VARY, HeaderValue::from_static("Accept"));
+    resp
 }
 
 /// The served resources and the `openAPIV3Schema` of each custom resource version (read
@@ -318,6 +377,12 @@ async fn dispatch(
             return Err(ApiError::method_not_allowed());
         }
         return crate::watch::serve(state.clone(), request).await;
+    }
+    if method == Method::GET && is_collection && sub.is_none() {
+        // resourceVersion=0 / not-older-than JSON lists: from the watch cache's rendered bytes.
+        if let Some(resp) = crate::cached_list::serve_json(state, &request).await? {
+            return Ok(resp);
+        }
     }
     let reply: Reply = match (method.as_str(), is_collection, sub.as_deref()) {
         ("GET", true, None) => handlers::list(state, &request).await?,

@@ -15,6 +15,11 @@
 //! Example: a Pod named `Foo` fails [`validate_object_meta`] with
 //! `metadata.name: Invalid value: "Foo": a lowercase RFC 1123 subdomain must consist of …`,
 //! and [`invalid_status`] renders `Pod "Foo" is invalid: metadata.name: Invalid value: …`.
+//!
+//! Per-kind rules (`k8s.io/kubernetes/pkg/apis/*/validation` v1.32): what each kind's
+//! spec must hold on create and update in `validation/kinds.rs` ([`validate_kind`]), and
+//! what an update may not change in `validation/immutable.rs`
+//! ([`validate_immutable_fields`]).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -341,6 +346,8 @@ pub enum BadValue {
     StrMap(std::collections::BTreeMap<String, String>),
     /// Any other value, printed as compact JSON.
     Json(Value),
+    /// Already in Go's `%#v` form (e.g. `v1.LabelSelector{…}`, see [`go_label_selector`]).
+    GoSyntax(String),
 }
 
 impl From<&str> for BadValue {
@@ -396,6 +403,7 @@ impl fmt::Display for BadValue {
                 write!(f, "map[string]string{{{}}}", pairs.join(", "))
             }
             BadValue::Json(v) => write!(f, "{v}"),
+            BadValue::GoSyntax(s) => f.write_str(s),
         }
     }
 }
@@ -734,14 +742,14 @@ pub fn validate_workload_selector(spec: &Value, spec_field: &str, kind_word: &st
         if count("matchLabels") + count("matchExpressions") == 0 {
             errs.push(FieldError::invalid(
                 selector_field.as_str(),
-                selector.clone(),
+                go_label_selector(selector),
                 format!("empty selector is invalid for {kind_word}"),
             ));
         }
     }
     let parsed = crate::selectors::LabelSelector::from_json(selector);
     match parsed {
-        Err(_) => errs.push(FieldError::invalid(selector_field.as_str(), selector.clone(), "invalid label selector")),
+        Err(_) => errs.push(FieldError::invalid(selector_field.as_str(), go_label_selector(selector), "invalid label selector")),
         // A missing selector selects nothing, so kube also reports the template mismatch.
         Ok(sel) if !sel.is_everything() => {
             let labels: std::collections::BTreeMap<String, String> = spec
@@ -760,6 +768,49 @@ pub fn validate_workload_selector(spec: &Value, spec_field: &str, kind_word: &st
         Ok(_) => {}
     }
     errs
+}
+
+/// A `metav1.LabelSelector` as Go's `%#v` prints it, which is how kube shows a selector
+/// in a field error: `v1.LabelSelector{MatchLabels:map[string]string{"app":"web"},
+/// MatchExpressions:[]v1.LabelSelectorRequirement(nil)}`; `null` for no selector.
+pub fn go_label_selector(selector: &Value) -> BadValue {
+    if selector.is_null() {
+        return BadValue::GoSyntax("null".into());
+    }
+    let labels = match selector.get("matchLabels") {
+        // Go's fmt prints map keys sorted.
+        Some(Value::Object(m)) => {
+            let sorted: std::collections::BTreeMap<&String, &Value> = m.iter().collect();
+            let pairs: Vec<String> = sorted.iter().map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v.as_str().unwrap_or("")))).collect();
+            format!("map[string]string{{{}}}", pairs.join(", "))
+        }
+        _ => "map[string]string(nil)".to_string(),
+    };
+    let strings = |v: Option<&Value>| match v {
+        Some(Value::Array(a)) => {
+            let quoted: Vec<String> = a.iter().map(|s| go_quote(s.as_str().unwrap_or(""))).collect();
+            format!("[]string{{{}}}", quoted.join(", "))
+        }
+        _ => "[]string(nil)".to_string(),
+    };
+    let exprs = match selector.get("matchExpressions") {
+        Some(Value::Array(a)) => {
+            let items: Vec<String> = a
+                .iter()
+                .map(|e| {
+                    format!(
+                        "v1.LabelSelectorRequirement{{Key:{}, Operator:{}, Values:{}}}",
+                        go_quote(str_field(e, "key")),
+                        go_quote(str_field(e, "operator")),
+                        strings(e.get("values"))
+                    )
+                })
+                .collect();
+            format!("[]v1.LabelSelectorRequirement{{{}}}", items.join(", "))
+        }
+        _ => "[]v1.LabelSelectorRequirement(nil)".to_string(),
+    };
+    BadValue::GoSyntax(format!("v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{exprs}}}"))
 }
 
 /// Finalizers (kube's `ValidateFinalizers`): qualified names, and not both `orphan` and
@@ -902,6 +953,11 @@ fn same_scalar(a: &Value, b: &Value) -> bool {
     };
     norm(a) == norm(b)
 }
+
+mod immutable;
+mod kinds;
+pub use immutable::validate_immutable_fields;
+pub use kinds::{validate_kind, validate_kind_update};
 
 #[cfg(test)]
 mod tests;

@@ -8,8 +8,9 @@
 //! DELETED, as kube-apiserver does.
 //!
 //! Without a resourceVersion (or with "0", or `sendInitialEvents=true`) the stream first
-//! sends the current objects as ADDED events from a list at revision R, then watches from
-//! R + 1, so nothing is missed or repeated. A compacted start revision yields an ERROR event
+//! sends the current objects as ADDED events from a list at revision R (from the watch cache
+//! for "0", a quorum read from etcd otherwise), then watches from R + 1, so nothing is missed
+//! or repeated. A compacted start revision yields an ERROR event
 //! carrying a 410 Expired Status, as kube.
 
 use std::time::Duration;
@@ -117,9 +118,8 @@ pub async fn serve(state: State, req: Request) -> Result<Response> {
         q.remove("limit");
         q.remove("continue");
         q.remove("resourceVersionMatch");
-        if rv_param == "0" {
-            q.remove("resourceVersion");
-        }
+        // resourceVersion "0" stays: its initial state comes from the watch cache (as kube's),
+        // at the cache's revision, from which the watch then continues.
         let listed = handlers::list_objects(&state, &res, namespace.as_deref(), &filter, &q).await?;
         (listed.items, listed.revision)
     } else {

@@ -53,6 +53,10 @@ pub enum Workload {
     /// An apiserver-like mix on `/registry/pods/`: paginated lists at a revision, watches
     /// from the list revision, creates, optimistic updates and deletes; per-op latencies.
     Kube(KubeArgs),
+    /// The Kubernetes API server over HTTPS (`--kubeconfig`, or `--start` for `skiff up`):
+    /// list latency of `--pods` pods (whole, paginated, resourceVersion=0), watch fan-out
+    /// to `--watchers` watchers, create and update latency under `--clients`/`--rate`.
+    Apiserver(crate::apiserver::ApiserverArgs),
     /// Start etcd and skiff with matching settings, run the same workloads against both
     /// with this client, and write a ratio table (markdown, JSON) and SVG plots.
     Compare(crate::compare::CompareArgs),

@@ -2,7 +2,8 @@
 //! against any etcd v3 endpoints.
 //!
 //! What it owns: the workloads (`workload.rs`: put, range, txn-put, lease-keepalive;
-//! `watch.rs`: watch, watch-latency; `kube.rs`: the apiserver mix), the load driver
+//! `watch.rs`: watch, watch-latency; `kube.rs`: the apiserver's storage mix; `apiserver/`:
+//! the Kubernetes API server itself over HTTPS), the load driver
 //! (`load.rs`: clients sharing connections, total/duration bound, rate limit, progress bar),
 //! the report (`report.rs`: HDR histogram, etcd's summary text, `--json`), and the
 //! side-by-side runs against etcd: `cluster.rs` (member processes of skiff or etcd, peak
@@ -12,8 +13,9 @@
 //! Criterion micro-benchmarks of the store's internals live in `benches/benches/`.
 //!
 //! What it must never do: reach into `skiff-store` or any other crate of ours from the
-//! library. It speaks only the etcd v3 gRPC protocol (through the `etcd-client` crate), so
-//! every figure it produces can be measured the same way against real etcd. The one edge
+//! library. It speaks only the etcd v3 gRPC protocol (through the `etcd-client` crate) and
+//! the Kubernetes API over HTTPS (`apiserver/client.rs`), so every figure it produces can be
+//! measured the same way against real etcd or kube-apiserver. The one edge
 //! to our crates is `skiff_jepsen::process`, which starts and stops member processes of
 //! skiff or etcd alike (the same code the jepsen runner uses); it touches no store. (The criterion
 //! benches are the exception by design: they measure the store's public API in-process,
@@ -23,6 +25,7 @@
 //! plus an `Op` variant in `workload.rs`; a workload with its own driver (streams, mixes)
 //! gets its own module and a branch in [`run_workload`].
 
+pub mod apiserver;
 mod cli;
 pub mod cluster;
 pub mod compare;
@@ -83,6 +86,7 @@ pub async fn run_workload(args: &BenchArgs) -> anyhow::Result<RunResult> {
         }
         Workload::WatchLatency(latency) => watch::run_watch_latency(&conns().await?, latency).await,
         Workload::Kube(kube) => kube::run(&conns().await?, args.clients, kube).await,
+        Workload::Apiserver(apiserver) => apiserver::run(apiserver, args.clients).await,
         Workload::Compare(_) | Workload::Failover(_) => {
             anyhow::bail!("compare and failover start their own clusters")
         }

@@ -72,7 +72,8 @@ impl Report {
         self.add_errors(message, 1);
     }
 
-    fn add_errors(&mut self, message: &str, count: u64) {
+    /// Counts `count` failures with one message (e.g. events a watcher never saw).
+    pub fn add_errors(&mut self, message: &str, count: u64) {
         let key = if self.errors.contains_key(message) || self.errors.len() < ERROR_MESSAGES_MAX - 1
         {
             message

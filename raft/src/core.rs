@@ -11,7 +11,7 @@
 //! storage*; then `advance(ready, persisted_now)`; once durable, `on_persisted(number)`
 //! (unless `persisted_now` already said so).
 
-use raft::eraftpb::{ConfChangeV2, Entry, EntryType, HardState, Message, Snapshot};
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType, HardState, Message, MessageType, Snapshot};
 use raft::{Ready, RawNode, SnapshotStatus, StateRole, Storage};
 
 use crate::node::{Error, NodeConfig, NodeStatus, PeerProgress, Result};
@@ -52,6 +52,8 @@ impl NodeReady {
 
 pub struct NodeCore<S: Storage> {
     raw: RawNode<S>,
+    /// See [`NodeCore::check_lost_acknowledged_entries`].
+    lost_acknowledged_entries: u64,
     /// Numbers of readies handed to the disk and not yet reported durable, in order.
     persisting: std::collections::VecDeque<u64>,
     /// Readies with nothing to persist that came after one still persisting: raft-rs's
@@ -88,7 +90,7 @@ impl<S: Storage> NodeCore<S> {
         if voters == [config.id] {
             raw.campaign().map_err(raft_error)?;
         }
-        Ok(Self { raw, persisting: Default::default(), deferred: None, id: config.id })
+        Ok(Self { raw, lost_acknowledged_entries: 0, persisting: Default::default(), deferred: None, id: config.id })
     }
 
     pub fn tick(&mut self) {
@@ -202,7 +204,52 @@ impl<S: Storage> NodeCore<S> {
     }
 
     pub fn step(&mut self, message: Message) -> Result<()> {
+        self.check_lost_acknowledged_entries(&message);
         self.raw.step(message).map_err(raft_error)
+    }
+
+    /// A leader's check that a follower still has what it acknowledged: a rejected append
+    /// in the current term whose hint (the follower's last index, or the last index of a
+    /// term not above the leader's at the probed index) is below the follower's match index
+    /// means the follower's disk lost fsynced entries — a healthy follower's entries up to
+    /// the match are the leader's, with terms no higher, so its hint never goes below it.
+    /// This holds when each peer's messages arrive in the order they were sent, as over
+    /// the transport's one stream per peer; a network that duplicates or reorders them (the
+    /// simulator's) can deliver a rejection older than the ack, so there it proves nothing.
+    /// raft-rs quietly sends the entries again; etcd's follower would panic on the next
+    /// heartbeat (`tocommit(N) is out of range [lastIndex(M)]`). Skiff logs a warning and
+    /// counts it (`skiff_raft_follower_lost_entries_total`), so a disk that lies about
+    /// fsync is seen. Returns whether this message showed such a loss.
+    pub fn check_lost_acknowledged_entries(&mut self, message: &Message) -> bool {
+        let raft = &self.raw.raft;
+        if message.get_msg_type() != MessageType::MsgAppendResponse
+            || !message.reject
+            || raft.state != StateRole::Leader
+            || message.term != raft.term
+        {
+            return false;
+        }
+        let Some(matched) = raft.prs().get(message.from).map(|pr| pr.matched) else {
+            return false;
+        };
+        if message.reject_hint >= matched {
+            return false;
+        }
+        self.lost_acknowledged_entries += 1;
+        lost_entries_counter().inc();
+        tracing::warn!(
+            member = %format!("{:x}", message.from),
+            acknowledged_index = matched,
+            now_has = message.reject_hint,
+            "a follower reports fewer raft entries than it acknowledged: its disk lost fsynced writes (or its messages came out of order); the leader sends them again"
+        );
+        true
+    }
+
+    /// How many times this node, as leader, caught a follower without entries it had
+    /// acknowledged ([`Self::check_lost_acknowledged_entries`]).
+    pub fn lost_acknowledged_entries(&self) -> u64 {
+        self.lost_acknowledged_entries
     }
 
     pub fn transfer_leader(&mut self, to: u64) {
@@ -304,6 +351,22 @@ impl<S: Storage> NodeCore<S> {
     }
 }
 
+/// `skiff_raft_follower_lost_entries_total`, process-wide in the default registry (as the
+/// WAL's metrics), registered on first use.
+fn lost_entries_counter() -> &'static prometheus::IntCounter {
+    static COUNTER: std::sync::OnceLock<prometheus::IntCounter> = std::sync::OnceLock::new();
+    COUNTER.get_or_init(|| {
+        let c = prometheus::IntCounter::new(
+            "skiff_raft_follower_lost_entries_total",
+            "Times this member, as leader, found a follower without raft entries it had acknowledged (its disk lost fsynced writes).",
+        )
+        .expect("valid counter");
+        // Already registered only if another registry user took the name; counting still works.
+        let _ = prometheus::default_registry().register(Box::new(c.clone()));
+        c
+    })
+}
+
 fn proposal_error(e: raft::Error) -> Error {
     match e {
         raft::Error::ProposalDropped => Error::ProposalDropped,
@@ -386,6 +449,112 @@ mod tests {
         let indexes: Vec<u64> = trace.iter().map(|(_, i, _)| *i).collect();
         assert!(indexes.windows(2).all(|w| w[1] == w[0] + 1), "indexes are contiguous: {indexes:?}");
         assert_eq!(trace, run(20), "the same inputs give the same trace");
+    }
+
+    /// Three hand-driven voters on MemStorage, messages delivered at once.
+    struct Trio {
+        cores: Vec<NodeCore<MemStorage>>,
+    }
+
+    impl Trio {
+        fn core(id: u64, storage: MemStorage) -> NodeCore<MemStorage> {
+            let logger = slog::Logger::root(slog::Discard, slog::o!());
+            NodeCore::new(&NodeConfig { id, fixed_election_timeout: true, ..config() }, storage, &logger).unwrap()
+        }
+
+        fn new() -> Self {
+            let cores = (1..=3).map(|id| Self::core(id, MemStorage::new_with_conf_state((vec![1, 2, 3], vec![])))).collect();
+            Trio { cores }
+        }
+
+        /// Runs readies and delivers messages until nothing moves.
+        fn settle(&mut self) {
+            for _ in 0..100 {
+                let mut inbox = Vec::new();
+                for core in &mut self.cores {
+                    while let Some(rd) = core.ready().unwrap() {
+                        let number = rd.number;
+                        {
+                            let mut w = core.storage().wl();
+                            if let Some(hs) = &rd.hard_state {
+                                w.set_hardstate(hs.clone());
+                            }
+                            w.append(&rd.entries).unwrap();
+                        }
+                        inbox.extend(rd.messages.iter().cloned());
+                        inbox.extend(rd.persisted_messages.iter().cloned());
+                        let last = rd.committed.last().map(|e| e.index);
+                        core.advance(rd, true);
+                        let _ = number;
+                        if let Some(i) = last {
+                            core.on_applied(i);
+                        }
+                    }
+                }
+                if inbox.is_empty() {
+                    return;
+                }
+                for m in inbox {
+                    let to = m.to as usize - 1;
+                    let _ = self.cores[to].step(m);
+                }
+            }
+        }
+
+        fn elect(&mut self, id: usize) {
+            self.cores[id - 1].raw.campaign().unwrap();
+            self.settle();
+            assert!(self.cores[id - 1].status(0).is_leader);
+        }
+    }
+
+    /// A follower that comes back with fewer entries than it acknowledged (its disk lied
+    /// about fsync) is caught by the leader; a follower that restarts with its whole log,
+    /// or lags without losing anything, is not.
+    #[test]
+    fn a_leader_catches_a_follower_that_lost_acknowledged_entries() {
+        let mut trio = Trio::new();
+        trio.elect(1);
+        for i in 0..20 {
+            trio.cores[0].propose(format!("p{i}").into_bytes()).unwrap();
+            trio.settle();
+        }
+        let matched = trio.cores[0].raw.raft.prs().get(3).unwrap().matched;
+        assert!(matched >= 20, "follower 3 acknowledged {matched}");
+
+        // Follower 3 restarts with its whole log: nothing to report.
+        let whole = trio.cores[2].storage().clone();
+        trio.cores[2] = Trio::core(3, whole);
+        trio.cores[0].propose(b"after a clean restart".to_vec()).unwrap();
+        trio.settle();
+        for _ in 0..30 {
+            trio.cores.iter_mut().for_each(NodeCore::tick);
+            trio.settle();
+        }
+        assert_eq!(trio.cores[0].lost_acknowledged_entries(), 0);
+
+        // Follower 3 restarts having lost its last 8 acknowledged entries.
+        let last = trio.cores[2].storage().last_index().unwrap();
+        let lossy = MemStorage::new_with_conf_state((vec![1, 2, 3], vec![]));
+        {
+            let old = trio.cores[2].storage();
+            let kept = old.entries(1, last - 8 + 1, None, raft::GetEntriesContext::empty(false)).unwrap();
+            let mut hs = old.initial_state().unwrap().hard_state;
+            hs.commit = hs.commit.min(last - 8);
+            let mut w = lossy.wl();
+            w.append(&kept).unwrap();
+            w.set_hardstate(hs);
+        }
+        trio.cores[2] = Trio::core(3, lossy);
+        trio.cores[0].propose(b"after the loss".to_vec()).unwrap();
+        trio.settle();
+        assert!(trio.cores[0].lost_acknowledged_entries() >= 1, "the loss went unnoticed");
+        // ...and the leader sent the entries again: the follower caught up.
+        for _ in 0..30 {
+            trio.cores.iter_mut().for_each(NodeCore::tick);
+            trio.settle();
+        }
+        assert_eq!(trio.cores[2].storage().last_index().unwrap(), trio.cores[0].storage().last_index().unwrap());
     }
 
     /// raft-rs drops a ReadIndex request on a leader that has not committed in its term;

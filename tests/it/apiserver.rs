@@ -21,11 +21,11 @@ const WATCH_EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// An API server process on a store, with its data dir (PKI, kubeconfig); killed on drop.
-struct Apiserver {
-    store: RunningServer,
+pub(crate) struct Apiserver {
+    pub(crate) store: RunningServer,
     child: Child,
     dir: tempfile::TempDir,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Drop for Apiserver {
@@ -40,7 +40,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Apiserver {
-    fn start(kind: Server) -> anyhow::Result<Apiserver> {
+    pub(crate) fn start(kind: Server) -> anyhow::Result<Apiserver> {
         must_find_binary("kubectl")?;
         let store = kind.start()?;
         let dir = tempfile::Builder::new().prefix(&format!("skiff-apiserver-{}-", kind.name())).tempdir()?;
@@ -64,11 +64,11 @@ impl Apiserver {
         Ok(server)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default()
     }
 
-    fn kubeconfig(&self) -> PathBuf {
+    pub(crate) fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("data/kubeconfig")
     }
 
@@ -100,22 +100,22 @@ impl Apiserver {
         cmd
     }
 
-    fn kubectl_with(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<Output> {
+    pub(crate) fn kubectl_with(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<Output> {
         let mut cmd = self.command(&self.kubeconfig());
         cmd.args(args);
         run_bounded(cmd, stdin, KUBECTL_TIMEOUT)
     }
 
-    fn kubectl(&self, args: &[&str]) -> anyhow::Result<Output> {
+    pub(crate) fn kubectl(&self, args: &[&str]) -> anyhow::Result<Output> {
         self.kubectl_with(args, None)
     }
 
     /// Runs kubectl and requires success; returns stdout.
-    fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
+    pub(crate) fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
         self.ok_with(args, None)
     }
 
-    fn ok_with(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+    pub(crate) fn ok_with(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
         let out = self.kubectl_with(args, stdin)?;
         if out.code != Some(0) {
             bail!("kubectl {args:?} failed ({:?}):\nstdout: {}\nstderr: {}\napiserver log tail: {}", out.code, out.stdout, out.stderr, tail(&self.log()));
@@ -124,7 +124,7 @@ impl Apiserver {
     }
 
     /// Runs kubectl and requires failure; returns stderr.
-    fn fails(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+    pub(crate) fn fails(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
         let out = self.kubectl_with(args, stdin)?;
         if out.code == Some(0) {
             bail!("kubectl {args:?} succeeded but should fail:\n{}", out.stdout);
@@ -133,14 +133,14 @@ impl Apiserver {
     }
 
     /// Writes `contents` under the server's temp dir and returns the path.
-    fn file(&self, name: &str, contents: &str) -> anyhow::Result<String> {
+    pub(crate) fn file(&self, name: &str, contents: &str) -> anyhow::Result<String> {
         let p = self.dir.path().join(name);
         std::fs::write(&p, contents)?;
         Ok(p.display().to_string())
     }
 }
 
-fn tail(s: &str) -> &str {
+pub(crate) fn tail(s: &str) -> &str {
     let mut cut = s.len().saturating_sub(3000);
     while !s.is_char_boundary(cut) {
         cut += 1;
@@ -148,21 +148,21 @@ fn tail(s: &str) -> &str {
     &s[cut..]
 }
 
-fn assert_eq_text(what: &str, got: &str, want: &str) -> anyhow::Result<()> {
+pub(crate) fn assert_eq_text(what: &str, got: &str, want: &str) -> anyhow::Result<()> {
     if got != want {
         bail!("{what}: got\n{got}\nwant\n{want}");
     }
     Ok(())
 }
 
-fn assert_contains(what: &str, got: &str, want: &str) -> anyhow::Result<()> {
+pub(crate) fn assert_contains(what: &str, got: &str, want: &str) -> anyhow::Result<()> {
     if !got.contains(want) {
         bail!("{what}: {:?} does not contain {want:?}", tail(got));
     }
     Ok(())
 }
 
-const POD: &str = "apiVersion: v1
+pub(crate) const POD: &str = "apiVersion: v1
 kind: Pod
 metadata:
   name: web-1
@@ -173,7 +173,7 @@ spec:
     image: nginx:1.25
 ";
 
-const DEPLOYMENT: &str = "apiVersion: apps/v1
+pub(crate) const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: web
@@ -624,6 +624,30 @@ fn custom_resources(s: &Apiserver) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `kubectl describe` (the object, plus the events kubectl looks up for it) and `kubectl
+/// diff` (a server-side dry-run patch; exit 0 without differences, 1 with them, and the
+/// live object untouched).
+fn describe_and_diff(s: &Apiserver) -> anyhow::Result<()> {
+    let out = s.ok(&["describe", "deployment", "api"])?;
+    for want in ["Name:                   api", "Namespace:              default", "Selector:               app=web", "Replicas:", "StrategyType:           RollingUpdate", "Pod Template:"] {
+        assert_contains("describe deployment", &out, want)?;
+    }
+    let out = s.ok(&["describe", "namespace", "team-a"])?;
+    assert_contains("describe namespace", &out, "Status:       Active")?;
+    let cm = CONFIGMAP.replace("name: settings", "name: diffme");
+    s.ok_with(&["create", "-f", "-"], Some(&cm))?;
+    let out = s.ok(&["describe", "configmap", "diffme"])?;
+    assert_contains("describe configmap", &out, "color:\n----\nblue")?;
+    let same = s.kubectl_with(&["diff", "-f", "-"], Some(&cm))?;
+    assert_eq!((same.code, same.stdout.as_str()), (Some(0), ""), "diff of an unchanged object: {}", same.stderr);
+    let changed = s.kubectl_with(&["diff", "-f", "-"], Some(&cm.replace("color: blue", "color: green")))?;
+    assert_eq!(changed.code, Some(1), "diff of a changed object exits 1: {}", changed.stderr);
+    assert_contains("diff shows the old value", &changed.stdout, "-  color: blue")?;
+    assert_contains("diff shows the new value", &changed.stdout, "+  color: green")?;
+    assert_eq_text("diff is a dry run", &s.ok(&["get", "cm", "diffme", "-o", "jsonpath={.data.color}"])?, "blue")?;
+    Ok(())
+}
+
 fn delete(s: &Apiserver) -> anyhow::Result<()> {
     assert_eq_text("delete", &s.ok(&["delete", "pod", "web-5"])?, "pod \"web-5\" deleted\n")?;
     assert_eq_text("delete grace", &s.ok(&["delete", "pod", "web-4", "--grace-period=0", "--force"])?.replace("Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated. The resource may continue to run on the cluster indefinitely.\n", ""), "pod \"web-4\" force deleted\n")?;
@@ -666,7 +690,7 @@ type Step = (&'static str, fn(&Apiserver) -> anyhow::Result<()>);
 
 fn scenario(kind: Server) -> anyhow::Result<()> {
     let s = Apiserver::start(kind)?;
-    let steps: [Step; 11] = [
+    let steps: [Step; 12] = [
         ("discovery", discovery),
         ("bootstrap", bootstrap),
         ("create_and_get", create_and_get),
@@ -677,6 +701,7 @@ fn scenario(kind: Server) -> anyhow::Result<()> {
         ("watch", watch),
         ("resource_versions", resource_versions),
         ("custom_resources", custom_resources),
+        ("describe_and_diff", describe_and_diff),
         ("delete", delete),
     ];
     for (name, step) in steps {

@@ -466,3 +466,46 @@ fn bench_failover_one_round_against_skiff() {
     assert!(round["after_rps"].as_f64().unwrap() > 0.0, "{json}");
     assert!(out_dir.path().join("failover-unavailability.svg").is_file());
 }
+
+/// `skiff bench apiserver --start`: `skiff up` in a temp dir, tiny sizes. Every section has
+/// exactly the requests the flags ask for and no errors, and every watcher saw every event.
+#[test]
+fn bench_apiserver_against_skiff_up() {
+    let mut cmd = skiff_bench();
+    cmd.args([
+        "--json",
+        "--clients=2",
+        "apiserver",
+        "--start",
+        "--pods=50",
+        "--list-runs=1",
+        "--page-limit=20",
+        "--watchers=5",
+        "--writers=2",
+        "--watch-events=20",
+        "--watch-rate=0",
+        "--ops=20",
+    ]);
+    let value = must_parse_json(&must_succeed(cmd, BENCH_TIMEOUT).stdout);
+    assert_eq!(value["operation"], "apiserver");
+    for s in value["sections"].as_array().expect("sections") {
+        assert_eq!(s["errors_total"], 0, "{value}");
+    }
+    for (name, requests) in [
+        ("create (setup)", 50),
+        ("list all (no resourceVersion)", 1),
+        ("list all (limit pages)", 1),
+        // 50 pods at 20 per page.
+        ("list page", 3),
+        ("list all (resourceVersion=0)", 1),
+        ("watch write (update)", 20),
+        ("watch event (write start to event, each watcher)", 5 * 20),
+        ("create (load)", 10),
+        ("update (load)", 10),
+    ] {
+        assert_eq!(section(&value, name)["requests"], requests, "{name}: {value}");
+    }
+    assert_eq!(value["figures"]["watch_events_missed"], 0.0, "{value}");
+    assert_eq!(value["figures"]["watchers_complete"], 5.0, "{value}");
+    assert!(value["figures"]["pod_json_bytes"].as_f64().unwrap() > 1800.0, "{value}");
+}

@@ -3,6 +3,9 @@
 //! loopback ports; `harness` owns that.
 
 mod apiserver;
+mod apiserver_cache;
+mod apiserver_protobuf;
+mod apiserver_discovery;
 mod bench_smoke;
 mod cluster;
 mod cluster_corrupt;

@@ -16,8 +16,14 @@ pub struct DeleteOptions {
 fn delete_options(req: &Request) -> Result<DeleteOptions> {
     let mut o = DeleteOptions { dry_run: req.dry_run()?, ..Default::default() };
     if !req.body.is_empty() {
-        let v: Value = serde_json::from_slice(&req.body)
-            .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as DeleteOptions: {e}")))?;
+        let ct = req.headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let v: Value = if ct.split(';').next().unwrap_or("").trim() == crate::protobuf::MEDIA_TYPE {
+            // client-go's typed clients send DeleteOptions as protobuf.
+            crate::protobuf::decode_request(&req.body, "meta.k8s.io/v1", crate::protobuf::DELETE_OPTIONS_KIND)?
+        } else {
+            serde_json::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("the body of the request could not be decoded as DeleteOptions: {e}")))?
+        };
         o.grace_period_seconds = v.get("gracePeriodSeconds").and_then(Value::as_i64);
         o.propagation_policy = v.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
         o.precondition_uid = v.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
