@@ -82,6 +82,8 @@ const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// What a member answers a member the cluster has removed (etcd's words).
+/// gRPC metadata naming the member (hex ID) that opens a message stream.
+const FROM_METADATA: &str = "skiff-raft-from";
 pub const REMOVED_MEMBER_MESSAGE: &str = "the member has been permanently removed from the cluster";
 
 /// The state machine's side of snapshots.
@@ -158,6 +160,10 @@ struct Peer {
     url: String,
     /// When the current stream to it was established; `None` while it is unreachable.
     active_since: Option<std::time::Instant>,
+    /// Ends the sender's reconnect back-off early: set when the peer's own stream reaches
+    /// us while ours to it is down (it is back, so dial it now rather than after up to
+    /// [`RECONNECT_BACKOFF_MAX`] — etcd gets the same from its peers dialing in).
+    wake: Arc<tokio::sync::Notify>,
     tx: mpsc::Sender<Message>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -227,9 +233,10 @@ impl Transport {
             old.task.abort();
         }
         let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
-        let task = self.inner.runtime.spawn(run_peer(self.inner.clone(), id, url.to_string(), rx));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let task = self.inner.runtime.spawn(run_peer(self.inner.clone(), id, url.to_string(), rx, wake.clone()));
         info!(peer = format_args!("{id:x}"), url, "added peer");
-        peers.insert(id, Peer { url: url.to_string(), active_since: None, tx, task });
+        peers.insert(id, Peer { url: url.to_string(), active_since: None, wake, tx, task });
     }
 
     /// Records members removed from the cluster; their messages are refused from now on.
@@ -343,7 +350,7 @@ fn endpoint(url: &str) -> Result<Endpoint, String> {
 }
 
 /// One peer's sender: dial, stream batches until the stream breaks, back off, repeat.
-async fn run_peer(inner: Arc<Inner>, id: u64, url: String, mut rx: mpsc::Receiver<Message>) {
+async fn run_peer(inner: Arc<Inner>, id: u64, url: String, mut rx: mpsc::Receiver<Message>, wake: Arc<tokio::sync::Notify>) {
     let peer = format!("{id:x}");
     let endpoint = match endpoint(&url) {
         Ok(e) => e,
@@ -367,7 +374,7 @@ async fn run_peer(inner: Arc<Inner>, id: u64, url: String, mut rx: mpsc::Receive
                 if let Some(node) = inner.node.get() {
                     node.report_unreachable(id);
                 }
-                tokio::time::sleep(backoff).await;
+                back_off(backoff, &wake).await;
                 backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
                 continue;
             }
@@ -382,7 +389,13 @@ async fn run_peer(inner: Arc<Inner>, id: u64, url: String, mut rx: mpsc::Receive
             .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
         let (batch_tx, batch_rx) = mpsc::channel(STREAM_BATCHES_MAX);
-        let mut call = tokio::spawn(async move { client.send(ReceiverStream::new(batch_rx)).await });
+        let mut request = Request::new(ReceiverStream::new(batch_rx));
+        // Names us when the stream opens, before any message: a peer whose own stream to
+        // us is down (we were away) redials at once instead of finishing its back-off.
+        if let Ok(from) = format!("{:x}", inner.self_id).parse() {
+            request.metadata_mut().insert(FROM_METADATA, from);
+        }
+        let mut call = tokio::spawn(async move { client.send(request).await });
         loop {
             tokio::select! {
                 m = rx.recv() => {
@@ -417,7 +430,27 @@ async fn run_peer(inner: Arc<Inner>, id: u64, url: String, mut rx: mpsc::Receive
         if let Some(node) = inner.node.get() {
             node.report_unreachable(id);
         }
-        tokio::time::sleep(backoff).await;
+        back_off(backoff, &wake).await;
+    }
+}
+
+/// Waits `backoff`, or less if `wake` is notified (the peer reached us: it is back).
+async fn back_off(backoff: Duration, wake: &tokio::sync::Notify) {
+    tokio::select! {
+        _ = tokio::time::sleep(backoff) => {}
+        _ = wake.notified() => {}
+    }
+}
+
+/// A stream from peer `from` reached us: if our stream to it is down, end the sender's
+/// back-off now. Returns whether it did.
+fn wake_if_down(inner: &Inner, from: u64) -> bool {
+    match inner.peers.lock().get(&from) {
+        Some(p) if p.active_since.is_none() => {
+            p.wake.notify_one();
+            true
+        }
+        _ => false,
     }
 }
 
@@ -589,10 +622,24 @@ fn decode(bytes: &[u8]) -> Result<Message, Status> {
 #[tonic::async_trait]
 impl RaftTransport for Service {
     async fn send(&self, request: Request<Streaming<pb::MessageBatch>>) -> Result<Response<pb::StreamClosed>, Status> {
+        let opened_by = request
+            .metadata()
+            .get(FROM_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| u64::from_str_radix(v, 16).ok());
+        if let Some(from) = opened_by {
+            if wake_if_down(&self.inner, from) {
+                debug!(peer = format_args!("{from:x}"), "peer opened a stream while ours to it was down; redialing now");
+            }
+        }
         let mut stream = request.into_inner();
+        let mut first = opened_by.is_none();
         while let Some(batch) = stream.message().await? {
             self.check_cluster(batch.cluster_id)?;
             self.check_not_removed(batch.from)?;
+            if std::mem::take(&mut first) && wake_if_down(&self.inner, batch.from) {
+                debug!(peer = format_args!("{:x}", batch.from), "peer dialed in while our stream to it was down; redialing now");
+            }
             let node = self.node()?;
             let from = format!("{:x}", batch.from);
             let mut bytes = 0;
@@ -837,6 +884,7 @@ mod tests {
             Peer {
                 url: format!("http://127.0.0.1:{relay_port}"),
                 active_since: None,
+                wake: Arc::new(tokio::sync::Notify::new()),
                 tx: mpsc::channel(1).0,
                 task: tokio::spawn(async {}),
             },
@@ -868,5 +916,22 @@ mod tests {
         let error = result.expect_err("every stream was corrupted");
         assert!(error.contains(SNAPSHOT_CORRUPTED_MESSAGE), "{error}");
         assert!(received.is_none(), "nothing was saved for raft to install");
+    }
+
+    /// A notified wake ends the back-off at once; without one, it lasts its full time.
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_dialing_in_ends_the_back_off() {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let started = tokio::time::Instant::now();
+        let sleeper = tokio::spawn({
+            let wake = wake.clone();
+            async move { back_off(RECONNECT_BACKOFF_MAX, &wake).await }
+        });
+        tokio::task::yield_now().await;
+        wake.notify_one();
+        sleeper.await.unwrap();
+        assert_eq!(started.elapsed(), Duration::ZERO, "woken without any time passing");
+        back_off(RECONNECT_BACKOFF_MAX, &wake).await;
+        assert_eq!(started.elapsed(), RECONNECT_BACKOFF_MAX, "no wake: the whole back-off");
     }
 }
