@@ -38,6 +38,11 @@ const MIB: usize = 1 << 20;
 const BLOCK_CACHE_BYTES_DEFAULT: usize = 128 * MIB;
 /// Per column family. With atomic flush every family flushes when one fills up.
 const WRITE_BUFFER_BYTES_DEFAULT: usize = 64 * MIB;
+/// How old the size [`MvccStore::db_size_bytes_recent`] returns may be. Reading it anew
+/// costs eight RocksDB property reads, each under the DB mutex: done on every put's quota
+/// check it was ~2.5 % of the server's CPU under load. etcd's quota check reads an atomic
+/// size too, so a few writes may pass in the instant the quota is crossed, as with etcd.
+pub const SIZE_SAMPLE_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(20);
 /// Flush + compaction threads; the machine also runs raft, the apply loop and gRPC.
 const MAX_BACKGROUND_JOBS_DEFAULT: i32 = 2;
 /// Larger than RocksDB's 4 KiB: range scans read many adjacent versions.
@@ -126,6 +131,8 @@ pub struct MvccStore {
     pub(super) interrupted_restore: Mutex<Option<u64>>,
     /// A lower bound of the consistent index that is in SST files (survives a crash).
     pub(super) persisted_consistent_index: AtomicU64,
+    /// The last [`MvccStore::db_size_bytes`] and when it was read.
+    size_sample: Mutex<Option<(std::time::Instant, u64)>>,
     /// Called by a snapshot install once the old contents are deleted and before the new
     /// ones are copied, so a test can act in the middle of an install.
     #[cfg(test)]
@@ -203,6 +210,7 @@ impl MvccStore {
             restore_seq: AtomicU64::new(0),
             interrupted_restore: Mutex::new(meta.restore_started),
             persisted_consistent_index: AtomicU64::new(meta.consistent_index),
+            size_sample: Mutex::new(None),
             #[cfg(test)]
             install_hook: Mutex::new(None),
         };
@@ -373,6 +381,21 @@ impl MvccStore {
             properties::TOTAL_SST_FILES_SIZE,
             properties::CUR_SIZE_ALL_MEM_TABLES,
         ])
+    }
+
+    /// [`MvccStore::db_size_bytes`] as read at most [`SIZE_SAMPLE_MAX_AGE`] ago: for checks
+    /// on the hot path (the quota check of every write).
+    pub fn db_size_bytes_recent(&self) -> u64 {
+        let now = std::time::Instant::now();
+        let mut sample = self.size_sample.lock();
+        match *sample {
+            Some((at, bytes)) if now.duration_since(at) <= SIZE_SAMPLE_MAX_AGE => bytes,
+            _ => {
+                let bytes = self.db_size_bytes();
+                *sample = Some((now, bytes));
+                bytes
+            }
+        }
     }
 
     /// RocksDB's estimate of live data plus memtables (etcd_mvcc_db_total_size_in_use_in_bytes).

@@ -379,6 +379,21 @@ fn hash_kv_covers_versions_above_the_compact_revision() {
 }
 
 #[test]
+fn the_recent_size_follows_the_exact_size_within_its_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = must_open(dir.path());
+    let before = s.db_size_bytes_recent();
+    assert_eq!(before, s.db_size_bytes());
+    for i in 0..50u64 {
+        must_put(&s, format!("k{i}").as_bytes(), &[b'x'; 4096], i + 1);
+    }
+    let grown = s.db_size_bytes();
+    assert!(grown > before, "{grown} <= {before}");
+    std::thread::sleep(super::store::SIZE_SAMPLE_MAX_AGE + std::time::Duration::from_millis(5));
+    assert_eq!(s.db_size_bytes_recent(), grown);
+}
+
+#[test]
 fn checkpoint_and_defragment_keep_the_data() {
     let dir = tempfile::tempdir().unwrap();
     let s = must_open(dir.path());

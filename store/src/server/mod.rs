@@ -211,7 +211,7 @@ impl EtcdServer {
         if self.alarms.has(pb::AlarmType::Nospace) {
             return Err(Error::NoSpace);
         }
-        if self.mvcc.db_size_bytes() <= self.config.quota_backend_bytes {
+        if self.mvcc.db_size_bytes_recent() <= self.config.quota_backend_bytes {
             return Ok(());
         }
         warn!(
