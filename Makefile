@@ -51,13 +51,15 @@ test: rocksdb
 	$(CARGO) test --locked -p skiff --features failpoints --test it cluster::failpoints::
 
 ## bench-vs-etcd: skiff against Debian's etcd on this machine with the release build:
-## `skiff bench compare` (1 and 3 members) and `skiff bench failover` (3 and 5 members);
-## results and SVG plots in benches/results/, tables rewritten in BENCHMARKS.md. About 20 min.
+## `skiff bench compare` (1 and 3 members) and `skiff bench failover` (3 and 5 members,
+## every mode; the partition mode puts members in network namespaces, which needs root);
+## results and SVG plots in benches/results/, tables rewritten in BENCHMARKS.md. About 30 min.
 .PHONY: bench-vs-etcd
 bench-vs-etcd: release
 	target/release/skiff bench --conns 8 --clients 64 compare --members 1,3 --duration 10s \
 	  --out benches/results/compare --update-doc BENCHMARKS.md
-	target/release/skiff bench --clients 16 failover --members 3,5 --rounds 5 \
+	target/release/skiff bench --clients 16 failover --members 3,5 --rounds 5 --net netns \
+	  --modes kill-leader,kill-follower,pause-leader,kill-minority,isolate-leader \
 	  --out benches/results/failover --update-doc BENCHMARKS.md
 
 clippy: rocksdb

@@ -60,8 +60,9 @@ pub enum Workload {
     /// Start etcd and skiff with matching settings, run the same workloads against both
     /// with this client, and write a ratio table (markdown, JSON) and SVG plots.
     Compare(crate::compare::CompareArgs),
-    /// Kill, pause and restart members of a 3- and 5-member cluster under steady put load;
-    /// unavailability, time to a new leader, throughput, catch-up, for skiff and etcd.
+    /// Kill, pause and restart members of a 3- and 5-member cluster under steady put load
+    /// (or, with `--net netns`, cut the leader off by a network partition); unavailability,
+    /// time to a new leader, throughput, catch-up, for skiff and etcd.
     Failover(crate::failover::FailoverArgs),
 }
 

@@ -2,19 +2,27 @@
 //! `compare` and `failover`: start, kill -9, SIGSTOP/SIGCONT, restart, status; peak RSS
 //! (`VmHWM` of `/proc/<pid>/status`) and the bytes of the data dirs.
 //!
+//! With [`NetMode::Netns`] (`failover --net netns`) each member runs instead in a network
+//! namespace of its own, from [`skiff_jepsen::netns::NetLab`] (one lab per cluster, gone
+//! when the cluster stops or drops): it listens on its namespace's address, the bench
+//! reaches it from the root namespace over the lab's bridge, and [`Cluster::isolate`] cuts
+//! it off with nftables drop rules. Restarts re-enter the namespace.
+//!
 //! Why not jepsen's runner `Cluster`: it puts every peer link behind its partition proxy
 //! (which benchmarks must not pay for). The process handling itself (ports, flags, spawn,
 //! signals, stop) is [`skiff_jepsen::process`], shared with that runner: every process is
 //! ours, signalled by its own PID only, in its own process group, and killed when the
 //! [`Cluster`] drops.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use etcd_client::{Client, ConnectOptions};
 use serde::Serialize;
-use skiff_jepsen::process::{self, loopback_url, MemberFlags, MemberProcess};
+use skiff_jepsen::netns::{self, NetLab};
+use skiff_jepsen::process::{self, MemberFlags, MemberProcess};
 
 pub use skiff_jepsen::process::free_ports;
 
@@ -28,6 +36,33 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Bound on the members of one cluster.
 pub const MEMBERS_MAX: usize = 9;
+/// Ports of every member with [`NetMode::Netns`]: each member has an address of its own,
+/// so all can use etcd's standard ports.
+const NETNS_CLIENT_PORT: u16 = 2379;
+const NETNS_PEER_PORT: u16 = 2380;
+/// Bound on waiting for the kernel to remove the interfaces of this process's previous lab
+/// (a namespace's veth goes away asynchronously after the namespace is deleted).
+const LAB_GONE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the members of a cluster listen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NetMode {
+    /// Free ports on 127.0.0.1, all in the bench's own network namespace.
+    #[default]
+    Loopback,
+    /// A network namespace per member on a bridge ([`NetLab`]; root, `ip` and `nft`).
+    Netns,
+}
+
+impl NetMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            NetMode::Loopback => "loopback",
+            NetMode::Netns => "netns",
+        }
+    }
+}
 
 /// Which implementation a cluster runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -57,6 +92,7 @@ pub struct ClusterSpec {
     pub election_timeout_ms: u64,
     /// Member dirs go under here (`m1/data`, `m1/member.log`, ...).
     pub dir: PathBuf,
+    pub net: NetMode,
 }
 
 /// The cluster flags `compare` and `failover` share.
@@ -126,6 +162,7 @@ impl ClusterSetup {
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             election_timeout_ms: self.election_timeout_ms,
             dir: self.data.path().join(format!("{}-{members}", db.name())),
+            net: NetMode::Loopback,
         }
     }
 }
@@ -133,6 +170,8 @@ impl ClusterSetup {
 /// One member process and the flags to start it again.
 pub struct Member {
     pub name: String,
+    /// The address it listens on: 127.0.0.1, or its namespace's address in the lab.
+    pub host: Ipv4Addr,
     pub client_port: u16,
     pub peer_port: u16,
     pub dir: PathBuf,
@@ -144,7 +183,11 @@ pub struct Member {
 
 impl Member {
     pub fn client_url(&self) -> String {
-        loopback_url(self.client_port)
+        format!("http://{}:{}", self.host, self.client_port)
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://{}:{}", self.host, self.peer_port)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -174,6 +217,9 @@ pub struct Cluster {
     clients: Vec<Client>,
     /// Raft member IDs by member index, learned in [`Cluster::wait_ready`].
     pub ids: Vec<u64>,
+    /// The members' namespaces with [`NetMode::Netns`]. Declared after `members` (whose
+    /// processes are killed on drop): a namespace is deleted once nothing runs in it.
+    lab: Option<NetLab>,
 }
 
 impl Cluster {
@@ -184,16 +230,38 @@ impl Cluster {
             (1..=MEMBERS_MAX).contains(&spec.members),
             "members must be 1..={MEMBERS_MAX}"
         );
-        let ports = free_ports(2 * spec.members)?;
+        // (host, client port, peer port) of each member.
+        let (lab, addresses): (Option<NetLab>, Vec<(Ipv4Addr, u16, u16)>) = match spec.net {
+            NetMode::Loopback => {
+                let ports = free_ports(2 * spec.members)?;
+                let addresses = (0..spec.members)
+                    .map(|i| (Ipv4Addr::LOCALHOST, ports[2 * i], ports[2 * i + 1]))
+                    .collect();
+                (None, addresses)
+            }
+            NetMode::Netns => {
+                // One lab at a time per bench process, so the process's tag is enough;
+                // `netns::sweep_stale_runs` removes it if this process dies uncleanly.
+                let tag = netns::run_tag();
+                NetLab::sweep(&tag);
+                wait_lab_links_gone(&tag).await?;
+                let lab = NetLab::create(&tag, spec.members)?;
+                let addresses = (0..spec.members)
+                    .map(|i| (lab.member_ip(i), NETNS_CLIENT_PORT, NETNS_PEER_PORT))
+                    .collect();
+                (Some(lab), addresses)
+            }
+        };
         let mut members = Vec::new();
-        for i in 0..spec.members {
+        for (i, (host, client_port, peer_port)) in addresses.into_iter().enumerate() {
             let name = format!("m{}", i + 1);
             let dir = spec.dir.join(&name);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             members.push(Member {
                 name,
-                client_port: ports[2 * i],
-                peer_port: ports[2 * i + 1],
+                host,
+                client_port,
+                peer_port,
                 dir,
                 args: Vec::new(),
                 process: MemberProcess::default(),
@@ -202,11 +270,11 @@ impl Cluster {
         }
         let initial_cluster = members
             .iter()
-            .map(|m| format!("{}={}", m.name, loopback_url(m.peer_port)))
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
             .collect::<Vec<_>>()
             .join(",");
         for m in &mut members {
-            let peer_url = loopback_url(m.peer_port);
+            let peer_url = m.peer_url();
             let mut args = MemberFlags {
                 name: &m.name,
                 data_dir: &m.data_dir(),
@@ -220,20 +288,25 @@ impl Cluster {
             }
             .to_args();
             args.extend(["--logger", "zap", "--log-level", "warn"].map(String::from));
+            if spec.db == Db::Etcd {
+                // skiff's raft always runs pre-vote (and check-quorum); etcd 3.4 defaults
+                // pre-vote off (3.5 turned it on). Same election settings on both: without
+                // it a lagging etcd follower's failed campaign can hold off every election
+                // until a partition heals.
+                args.push("--pre-vote=true".to_string());
+            }
             m.args = args;
         }
         let mut clients = Vec::new();
         for m in &members {
-            let options = ConnectOptions::new()
-                .with_connect_timeout(STATUS_TIMEOUT)
-                .with_timeout(STATUS_TIMEOUT);
-            clients.push(Client::connect([m.client_url()], Some(options)).await?);
+            clients.push(status_client(m).await?);
         }
         let mut cluster = Cluster {
             ids: vec![0; spec.members],
             spec,
             members,
             clients,
+            lab,
         };
         for i in 0..cluster.members.len() {
             cluster.spawn(i)?;
@@ -255,7 +328,9 @@ impl Cluster {
             "{} is already running",
             member.name
         );
-        member.process.started(process::spawn_member(
+        let namespace = self.lab.as_ref().map(|lab| lab.namespace(i));
+        member.process.started(process::spawn_member_in(
+            namespace.as_deref(),
             &self.spec.binary,
             self.spec.db == Db::Skiff,
             &member.args,
@@ -281,6 +356,36 @@ impl Cluster {
     pub fn resume(&mut self, i: usize) -> anyhow::Result<()> {
         let member = &mut self.members[i];
         member.process.resume(&member.name)
+    }
+
+    /// The tag of the members' network lab (namespaces `skiff-<tag>-<i>`), if any.
+    pub fn lab_tag(&self) -> Option<&str> {
+        self.lab.as_ref().map(NetLab::tag)
+    }
+
+    /// Cuts member `i` off from every other member and from the bench (clients and status
+    /// polls) with nftables drop rules: `NetLab::isolate`. Needs [`NetMode::Netns`].
+    pub fn isolate(&mut self, i: usize) -> anyhow::Result<()> {
+        let Some(lab) = self.lab.as_mut() else {
+            bail!("isolating a member needs its cluster in network namespaces (--net netns)");
+        };
+        lab.isolate(i)
+    }
+
+    /// Removes every drop rule (nothing to do without a lab).
+    pub fn heal(&mut self) -> anyhow::Result<()> {
+        match self.lab.as_mut() {
+            Some(lab) => lab.heal(),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces member `i`'s status client by a fresh connection. After a heal, the old
+    /// one may wait out TCP's retransmission backoff (the cut stalled it mid-stream), which
+    /// is the bench's own delay, not the member's.
+    pub async fn reconnect_status(&mut self, i: usize) -> anyhow::Result<()> {
+        self.clients[i] = status_client(&self.members[i]).await?;
+        Ok(())
     }
 
     /// Fails if a member exited by itself.
@@ -336,7 +441,14 @@ impl Cluster {
 
     /// The member that the answer with the highest term names as leader.
     pub async fn leader(&self) -> Option<usize> {
-        let statuses = self.statuses().await;
+        let all: Vec<usize> = (0..self.members.len()).collect();
+        self.leader_among(&all).await
+    }
+
+    /// [`Cluster::leader`], asking only `members` (so that a member known not to answer
+    /// does not hold the answer up for [`STATUS_TIMEOUT`]).
+    pub async fn leader_among(&self, members: &[usize]) -> Option<usize> {
+        let statuses = self.statuses_of(members).await;
         let newest = statuses
             .iter()
             .flatten()
@@ -387,7 +499,42 @@ impl Cluster {
         for m in self.members.iter_mut().rev() {
             m.process.stop(&m.name, STOP_TIMEOUT, POLL_INTERVAL);
         }
+        if let Some(lab) = self.lab.as_mut() {
+            lab.destroy();
+        }
     }
+}
+
+/// Waits until no interface of lab `tag` is left: the previous cluster's lab was swept,
+/// but the kernel removes a deleted namespace's veth pair later, and a new lab with the
+/// same tag cannot be built while the old names exist.
+async fn wait_lab_links_gone(tag: &str) -> anyhow::Result<()> {
+    let (veth, bridge) = (format!(": skv-{tag}-"), format!(": skb-{tag}:"));
+    let deadline = Instant::now() + LAB_GONE_TIMEOUT;
+    loop {
+        let out = std::process::Command::new("ip")
+            .args(["-o", "link", "show"])
+            .output()
+            .context("running ip -o link show")?;
+        let links = String::from_utf8_lossy(&out.stdout);
+        if !links.contains(&veth) && !links.contains(&bridge) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("interfaces of network lab {tag} still there after {LAB_GONE_TIMEOUT:?}");
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// A client for `Status` calls to `member`, each bounded by [`STATUS_TIMEOUT`].
+async fn status_client(member: &Member) -> anyhow::Result<Client> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(STATUS_TIMEOUT)
+        .with_timeout(STATUS_TIMEOUT);
+    Client::connect([member.client_url()], Some(options))
+        .await
+        .with_context(|| format!("connecting to {} for status", member.name))
 }
 
 async fn ask_status(mut client: Client) -> Option<MemberStatus> {

@@ -10,18 +10,43 @@
 //! - `kill-follower`: kill -9 one follower; restart it;
 //! - `pause-leader`: SIGSTOP the leader; SIGCONT it;
 //! - `kill-minority`: kill -9 the leader and more members up to a minority ((n-1)/2 in all);
-//!   restart them.
+//!   restart them;
+//! - `isolate-leader` (needs `--net netns`): cut the leader off the network with nftables;
+//!   heal after `--fault`. See below.
 //!
 //! Per round: the unavailability window (longest gap between successful puts from the fault
-//! to the end of the round) and the slowest request, the time until the members still up
-//! name a new leader (polled every [`LEADER_POLL_INTERVAL`]), throughput before, during and
-//! after, and the catch-up time of the returning member(s): from the repair until its
-//! revision reaches the leader's revision at the repair. Figures are distributions over
-//! `--rounds` rounds.
+//! to the end of the round, over all load loops) and the slowest request, the time until
+//! the members still up (for `isolate-leader`: the majority side) name a new leader
+//! (polled every [`LEADER_POLL_INTERVAL`]; none if they do not within `--fault`),
+//! throughput before, during and after, and the catch-up time of the returning member(s):
+//! from the repair until its revision reaches the leader's revision at the repair (none if
+//! no leader answers at the repair). Figures are distributions over `--rounds` rounds, of
+//! the rounds that have the figure.
 //!
-//! Not done: isolating the leader by a network partition. jepsen's peer proxy is private
-//! to `skiff-jepsen` and benches only use public APIs; a partition mode needs it (or a
-//! proxy here) and is left for later.
+//! `--net loopback` (the default) runs every member on 127.0.0.1 in the bench's own network
+//! namespace. `--net netns` (root, `ip` and `nft`) runs each member of a cluster in a
+//! network namespace of its own on a bridge ([`skiff_jepsen::netns::NetLab`]; created per
+//! cluster, removed when it stops; labs of dead bench or jepsen runs are swept first);
+//! members listen on their namespace's address and the load and status polls connect from
+//! the root namespace over the bridge. Kill, pause and restart work the same there (a
+//! restart re-enters the namespace).
+//!
+//! `isolate-leader` uses `NetLab::isolate`: inside the leader's namespace nftables drops
+//! every packet from the other members *and from the bench*, and inside every other
+//! member's namespace every packet from the leader. So the cut is a real partition: the
+//! load loops pinned to the old leader lose it too (their puts time out after
+//! [`PUT_TIMEOUT`]), exactly as clients on the wrong side of a partition would. The
+//! unavailability window is still the longest gap of successful puts across *all* loops,
+//! so it measures how long the majority side took to elect a leader and serve again. New
+//! leader time is polled on the majority side only; the target revision of the catch-up
+//! is the majority leader's revision at the heal, and the isolated member's status is then
+//! asked on a fresh connection (the old one may sit in TCP retransmission backoff after
+//! the cut, which is the bench's delay, not the store's). skiff's raft always runs with
+//! pre-vote; etcd 3.4's `--pre-vote` is off by default and the bench leaves etcd's default.
+//! Without pre-vote the majority side's election can drag (a lagging member that campaigns
+//! first is refused for its shorter log, and its higher term restarts the others' election
+//! timers), and the returning member's higher term may force an election after the heal;
+//! the window runs to the end of `--after` and shows both.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,7 +59,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::BenchArgs;
-use crate::cluster::{Cluster, ClusterArgs, ClusterSetup, ClusterSpec, Db};
+use crate::cluster::{Cluster, ClusterArgs, ClusterSetup, ClusterSpec, Db, NetMode};
 use crate::results::{self, JsonStyle};
 use crate::svg;
 use crate::workload::binary_key;
@@ -61,7 +86,7 @@ pub struct FailoverArgs {
     /// Cluster sizes.
     #[arg(long, value_delimiter = ',', default_value = "3,5")]
     pub members: Vec<usize>,
-    /// Failure modes, in order.
+    /// Failure modes, in order (`isolate-leader` too, which needs `--net netns`).
     #[arg(
         long,
         value_delimiter = ',',
@@ -80,6 +105,10 @@ pub struct FailoverArgs {
     /// Load after the repair.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub after: Duration,
+    /// Where members run: `loopback` (127.0.0.1), or `netns` (a network namespace each,
+    /// on a bridge; root, `ip` and `nft`). `isolate-leader` needs `netns`.
+    #[arg(long, value_enum, default_value_t = NetMode::Loopback)]
+    pub net: NetMode,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Results dir (created): failover.json, failover.md, failover-unavailability.svg.
@@ -100,6 +129,8 @@ pub enum FailureMode {
     KillFollower,
     PauseLeader,
     KillMinority,
+    /// nftables drops between the leader and everyone else (needs `--net netns`).
+    IsolateLeader,
 }
 
 impl FailureMode {
@@ -109,7 +140,36 @@ impl FailureMode {
             FailureMode::KillFollower => "kill-follower",
             FailureMode::PauseLeader => "pause-leader",
             FailureMode::KillMinority => "kill-minority",
+            FailureMode::IsolateLeader => "isolate-leader",
         }
+    }
+
+    /// Whether the mode cuts the network (and so needs `--net netns`).
+    fn needs_netns(self) -> bool {
+        matches!(self, FailureMode::IsolateLeader)
+    }
+}
+
+/// What the table's notes say about `isolate-leader`, when a result has it.
+const ISOLATE_LEADER_NOTE: &str = "isolate-leader: nftables (`--net netns`) drops all traffic \
+between the leader and the other members and between the leader and the bench, so the load \
+loops pinned to the old leader lose it too, as clients behind a real partition would; \
+unavailable is the longest gap of successful puts over all loops, new leader is polled on \
+the majority side, catch-up runs from the heal.";
+
+impl FailoverArgs {
+    /// Rejects flag combinations that cannot run (pure: no look at the machine).
+    fn check(&self) -> anyhow::Result<()> {
+        if let Some(mode) = self.modes.iter().find(|m| m.needs_netns()) {
+            anyhow::ensure!(
+                self.net == NetMode::Netns,
+                "--modes {} cuts the network with nftables and needs --net netns \
+                 (members in network namespaces); --net {} cannot isolate a member",
+                mode.name(),
+                self.net.name()
+            );
+        }
+        Ok(())
     }
 }
 
@@ -146,6 +206,10 @@ pub const DOC_BEGIN: &str = "<!-- failover:begin -->";
 pub const DOC_END: &str = "<!-- failover:end -->";
 
 pub fn run(global: &BenchArgs, args: &FailoverArgs) -> anyhow::Result<()> {
+    args.check()?;
+    if args.net == NetMode::Netns && !args.render_only {
+        skiff_jepsen::netns::available().map_err(|why| anyhow::anyhow!("--net netns: {why}"))?;
+    }
     let results: FailoverResults = results::load_or_measure(
         &args.out,
         "failover.json",
@@ -168,10 +232,20 @@ pub fn run(global: &BenchArgs, args: &FailoverArgs) -> anyhow::Result<()> {
 
 fn measure(global: &BenchArgs, args: &FailoverArgs) -> anyhow::Result<FailoverResults> {
     let setup = ClusterSetup::new("skiff-bench-failover-", &args.cluster)?;
+    if args.net == NetMode::Netns {
+        let swept = skiff_jepsen::netns::sweep_stale_runs();
+        if !swept.is_empty() {
+            eprintln!(
+                "removed network namespaces of dead runs: {}",
+                swept.join(", ")
+            );
+        }
+    }
     let mut results = Vec::new();
     for &members in &args.members {
         for &db in &args.dbs {
-            let spec = setup.spec(db, members);
+            let mut spec = setup.spec(db, members);
+            spec.net = args.net;
             let mut modes = setup.runtime.block_on(run_cluster(global, args, spec))?;
             results.append(&mut modes);
         }
@@ -185,7 +259,10 @@ fn measure(global: &BenchArgs, args: &FailoverArgs) -> anyhow::Result<FailoverRe
             humantime::format_duration(args.steady).to_string(),
         ),
         ("fault", humantime::format_duration(args.fault).to_string()),
+        // skiff always runs pre-vote; etcd gets `--pre-vote=true` to match.
+        ("pre_vote", "on (both)".to_string()),
         ("after", humantime::format_duration(args.after).to_string()),
+        ("net", args.net.name().to_string()),
         (
             "heartbeat_interval_ms",
             args.cluster.heartbeat_interval.to_string(),
@@ -255,6 +332,12 @@ async fn run_cluster(
     let (db, members) = (spec.db, spec.members);
     eprintln!("failover: {} with {members} members", db.name());
     let mut cluster = Cluster::start(spec).await?;
+    if let Some(tag) = cluster.lab_tag() {
+        eprintln!(
+            "failover: members in network namespaces skiff-{tag}-0..{} (lab {tag})",
+            members - 1
+        );
+    }
     // Each load loop is pinned to one member (loop i to member i % n), as clients of a
     // real cluster mostly are: a balanced channel over every endpoint keeps sending to a
     // paused member and would measure the client's balancer instead of the store.
@@ -320,7 +403,9 @@ async fn one_round(
         .context("no leader before the fault")?;
     let old_leader_id = cluster.ids[leader];
     let victims: Vec<usize> = match mode {
-        FailureMode::KillLeader | FailureMode::PauseLeader => vec![leader],
+        FailureMode::KillLeader | FailureMode::PauseLeader | FailureMode::IsolateLeader => {
+            vec![leader]
+        }
         FailureMode::KillFollower => vec![(leader + 1) % n],
         FailureMode::KillMinority => (0..(n - 1) / 2).map(|k| (leader + k) % n).collect(),
     };
@@ -329,7 +414,10 @@ async fn one_round(
     for &v in &victims {
         match mode {
             FailureMode::PauseLeader => cluster.pause(v)?,
-            _ => cluster.kill(v)?,
+            FailureMode::IsolateLeader => cluster.isolate(v)?,
+            FailureMode::KillLeader | FailureMode::KillFollower | FailureMode::KillMinority => {
+                cluster.kill(v)?
+            }
         }
     }
     let leader_touched = victims.contains(&leader);
@@ -352,31 +440,50 @@ async fn one_round(
     }
     let fault_end = injected + args.fault;
     tokio::time::sleep_until(fault_end.into()).await;
-    // The target of catch-up: the leader's revision at the repair.
-    let current_leader = cluster.leader().await;
+    // The target of catch-up: the leader's revision at the repair. The isolated member
+    // cannot answer, so it is not asked (that would hold the heal up by STATUS_TIMEOUT).
+    // Asked of the survivors only: a paused or cut-off member would hold the repair back
+    // by a status timeout.
+    let current_leader = cluster.leader_among(&survivors).await;
+    // No leader (or no answer from it) at the repair: nothing to catch up to, so no
+    // catch-up figure rather than the time to a first status answer.
     let target_revision = match current_leader {
-        Some(l) => cluster.statuses_of(&[l]).await[0].map_or(0, |s| s.revision),
-        None => 0,
+        Some(l) => cluster.statuses_of(&[l]).await[0].map(|s| s.revision),
+        None => None,
     };
     let repaired = Instant::now();
-    for &v in &victims {
-        match mode {
-            FailureMode::PauseLeader => cluster.resume(v)?,
-            _ => cluster.spawn(v)?,
+    match mode {
+        FailureMode::IsolateLeader => {
+            cluster.heal()?;
+            for &v in &victims {
+                cluster.reconnect_status(v).await?;
+            }
+        }
+        FailureMode::PauseLeader => {
+            for &v in &victims {
+                cluster.resume(v)?;
+            }
+        }
+        FailureMode::KillLeader | FailureMode::KillFollower | FailureMode::KillMinority => {
+            for &v in &victims {
+                cluster.spawn(v)?;
+            }
         }
     }
     let mut catch_up_ms = None;
     let deadline = repaired + DETECT_TIMEOUT;
-    while Instant::now() < deadline {
-        let statuses = cluster.statuses_of(&victims).await;
-        if statuses
-            .iter()
-            .all(|s| s.is_some_and(|s| s.revision >= target_revision))
-        {
-            catch_up_ms = Some(repaired.elapsed().as_secs_f64() * 1e3);
-            break;
+    if let Some(target_revision) = target_revision {
+        while Instant::now() < deadline {
+            let statuses = cluster.statuses_of(&victims).await;
+            if statuses
+                .iter()
+                .all(|s| s.is_some_and(|s| s.revision >= target_revision))
+            {
+                catch_up_ms = Some(repaired.elapsed().as_secs_f64() * 1e3);
+                break;
+            }
+            tokio::time::sleep(LEADER_POLL_INTERVAL).await;
         }
-        tokio::time::sleep(LEADER_POLL_INTERVAL).await;
     }
     let end = repaired + args.after;
     tokio::time::sleep_until(end.into()).await;
@@ -463,6 +570,13 @@ pub fn render_markdown(results: &FailoverResults) -> String {
         out,
         "Each cell: median [min–max] over the rounds; times in ms, throughput in puts/s.\n"
     );
+    if results
+        .results
+        .iter()
+        .any(|r| r.mode == FailureMode::IsolateLeader.name())
+    {
+        let _ = writeln!(out, "{ISOLATE_LEADER_NOTE}\n");
+    }
     let _ = writeln!(
         out,
         "| members | mode | store | unavailable | slowest put | new leader | catch-up | before | during | after | failed puts |"
@@ -532,7 +646,85 @@ pub fn render_plot(results: &FailoverResults) -> String {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser as _;
+
     use super::*;
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        failover: FailoverArgs,
+    }
+
+    fn parse(args: &[&str]) -> FailoverArgs {
+        Cli::try_parse_from(std::iter::once("failover").chain(args.iter().copied()))
+            .unwrap()
+            .failover
+    }
+
+    #[test]
+    fn defaults_run_on_loopback_without_isolate_leader() {
+        let args = parse(&[]);
+        assert_eq!(args.net, NetMode::Loopback);
+        assert_eq!(
+            args.modes,
+            [
+                FailureMode::KillLeader,
+                FailureMode::KillFollower,
+                FailureMode::PauseLeader,
+                FailureMode::KillMinority
+            ]
+        );
+        args.check().unwrap();
+    }
+
+    #[test]
+    fn isolate_leader_on_loopback_is_refused_naming_net_netns() {
+        for modes in ["isolate-leader", "kill-leader,isolate-leader"] {
+            let err = parse(&["--modes", modes]).check().unwrap_err().to_string();
+            assert!(
+                err.contains("--net netns") && err.contains("isolate-leader"),
+                "{err}"
+            );
+            let err = parse(&["--modes", modes, "--net", "loopback"])
+                .check()
+                .unwrap_err();
+            assert!(err.to_string().contains("--net netns"), "{err}");
+        }
+    }
+
+    #[test]
+    fn isolate_leader_on_netns_passes_the_flag_check() {
+        let args = parse(&["--net", "netns", "--modes", "pause-leader,isolate-leader"]);
+        assert_eq!(args.net, NetMode::Netns);
+        assert_eq!(args.modes[1], FailureMode::IsolateLeader);
+        args.check().unwrap();
+        // Every other mode runs on either network.
+        parse(&["--net", "netns"]).check().unwrap();
+    }
+
+    #[test]
+    fn the_isolate_leader_note_appears_only_with_its_results() {
+        let result = |mode: FailureMode| ModeResult {
+            db: "skiff".into(),
+            members: 3,
+            mode: mode.name().into(),
+            rounds: vec![Round::default()],
+        };
+        let with = |modes: &[FailureMode]| FailoverResults {
+            machine: BTreeMap::new(),
+            settings: BTreeMap::new(),
+            results: modes.iter().map(|&m| result(m)).collect(),
+        };
+        let plain = render_markdown(&with(&[FailureMode::KillLeader]));
+        assert!(!plain.contains(ISOLATE_LEADER_NOTE), "{plain}");
+        let cut = render_markdown(&with(&[
+            FailureMode::KillLeader,
+            FailureMode::IsolateLeader,
+        ]));
+        assert!(cut.contains(ISOLATE_LEADER_NOTE), "{cut}");
+        assert!(cut.contains("| 3 | isolate-leader | skiff |"), "{cut}");
+    }
 
     #[test]
     fn figures_find_the_longest_gap_and_the_rates() {

@@ -467,6 +467,83 @@ fn bench_failover_one_round_against_skiff() {
     assert!(out_dir.path().join("failover-unavailability.svg").is_file());
 }
 
+/// Bound on the `failover --net netns --modes isolate-leader` run: one 3-member cluster,
+/// 1 s + 3 s + 2 s of load, start and stop (about 10 s in debug).
+const NETNS_FAILOVER_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// `failover --net netns --modes isolate-leader`: nftables cuts a skiff leader off in its
+/// network namespace; the majority elects a new leader during the cut, the old leader
+/// catches up after the heal, and the run removes its namespaces.
+#[test]
+fn bench_failover_isolates_a_skiff_leader_in_network_namespaces() {
+    if let Err(why) = skiff_jepsen::netns::available() {
+        panic!(
+            "network namespaces are needed here (make test installs iproute2 and nftables): {why}"
+        );
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut cmd = skiff_bench();
+    cmd.args([
+        "--clients",
+        "3",
+        "failover",
+        "--dbs",
+        "skiff",
+        "--members",
+        "3",
+    ])
+    .args([
+        "--modes",
+        "isolate-leader",
+        "--rounds",
+        "1",
+        "--net",
+        "netns",
+    ])
+    .args(["--steady", "1s", "--fault", "3s", "--after", "2s"])
+    .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+    .arg("--out")
+    .arg(out_dir.path())
+    .arg("--data-root")
+    .arg(out_dir.path());
+    let out = must_succeed(cmd, NETNS_FAILOVER_TIMEOUT);
+    let json = must_read_json(&out_dir.path().join("failover.json"));
+    let round = &json["results"][0]["rounds"][0];
+    assert_eq!(json["results"][0]["mode"], "isolate-leader", "{json}");
+    assert_eq!(json["settings"]["net"], "netns", "{json}");
+    // The majority side replaced the cut-off leader, and it caught up after the heal.
+    assert!(round["new_leader_ms"].as_f64().is_some(), "{json}");
+    assert!(round["catch_up_ms"].as_f64().is_some(), "{json}");
+    assert!(round["after_rps"].as_f64().unwrap() > 0.0, "{json}");
+    // The loops pinned to the isolated leader lost it: the cut drops the bench's traffic.
+    assert!(round["errors"].as_u64().unwrap() > 0, "{json}");
+    let tag = out
+        .stderr
+        .split("(lab ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no lab tag in:\n{}", out.stderr));
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let namespaces = String::from_utf8_lossy(&namespaces.stdout);
+    assert!(
+        !namespaces.contains(&format!("skiff-{tag}-")),
+        "namespaces of lab {tag} left behind:\n{namespaces}"
+    );
+}
+
+/// `isolate-leader` cannot run on loopback: refused before anything starts.
+#[test]
+fn bench_failover_refuses_isolate_leader_on_loopback() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut cmd = skiff_bench();
+    cmd.args(["failover", "--modes", "isolate-leader", "--out"])
+        .arg(out_dir.path());
+    let out = run_bounded(cmd, None, BENCH_TIMEOUT).unwrap();
+    assert_ne!(out.code, Some(0), "{}", out.stdout);
+    assert!(out.stderr.contains("--net netns"), "{}", out.stderr);
+    assert!(!out_dir.path().join("failover.json").exists());
+}
+
 /// `skiff bench apiserver --start`: `skiff up` in a temp dir, tiny sizes. Every section has
 /// exactly the requests the flags ask for and no errors, and every watcher saw every event.
 #[test]

@@ -277,7 +277,7 @@ fn spawn(
     cmd.arg("--name")
         .arg("s1")
         .arg("--data-dir")
-        .arg(&data_dir)
+        .arg(data_dir)
         .arg("--listen-client-urls")
         .arg(&client_url)
         .arg("--advertise-client-urls")

@@ -116,7 +116,7 @@ pub(super) async fn enqueue(
         ],
     };
     let resp = kv.txn(txn).await?.into_inner();
-    let header = resp.header.clone().unwrap_or_default();
+    let header = resp.header.unwrap_or_default();
     let range = |i: usize| match resp.responses.get(i).and_then(|r| r.response.clone()) {
         Some(pb::response_op::Response::ResponseRange(r)) => Some(r),
         _ => None,
