@@ -50,10 +50,12 @@ test: rocksdb
 	# failpoints compiled in (inert unless FAILPOINTS names one), then only those tests.
 	$(CARGO) test --locked -p skiff --features failpoints --test it cluster::failpoints::
 
-## bench-vs-etcd: skiff against Debian's etcd on this machine with the release build:
-## `skiff bench compare` (1 and 3 members) and `skiff bench failover` (3 and 5 members,
-## every mode; the partition mode puts members in network namespaces, which needs root);
-## results and SVG plots in benches/results/, tables rewritten in BENCHMARKS.md. About 30 min.
+## bench-vs-etcd: skiff against Debian's etcd on this machine with the release build, every
+## table of BENCHMARKS.md: `skiff bench compare` (1 and 3 members), `skiff bench failover`
+## (3 and 5 members, every mode; the partition mode puts members in network namespaces,
+## which needs root), then the scripts of benches/scripts/ (CPU per put, watch memory, slow
+## watchers, 1M keys). Results and SVG plots in benches/results/. About 45 min.
+BENCH_SCRIPTS_ENV = SKIFF=target/release/skiff ETCD=/usr/bin/etcd
 .PHONY: bench-vs-etcd
 bench-vs-etcd: release
 	target/release/skiff bench --conns 8 --clients 64 compare --members 1,3 --duration 10s \
@@ -61,6 +63,14 @@ bench-vs-etcd: release
 	target/release/skiff bench --clients 16 failover --members 3,5 --rounds 5 --net netns \
 	  --modes kill-leader,kill-follower,pause-leader,kill-minority,isolate-leader \
 	  --out benches/results/failover --update-doc BENCHMARKS.md
+	$(BENCH_SCRIPTS_ENV) benches/scripts/put-cpu.sh 3 > benches/results/put-cpu.md
+	benches/scripts/doc-section.sh put-cpu BENCHMARKS.md < benches/results/put-cpu.md
+	$(BENCH_SCRIPTS_ENV) benches/scripts/watch-memory.sh 10000 100000 > benches/results/watch-memory.md
+	benches/scripts/doc-section.sh watch-memory BENCHMARKS.md < benches/results/watch-memory.md
+	$(BENCH_SCRIPTS_ENV) benches/scripts/slow-watchers.sh 100 > benches/results/slow-watchers.md
+	benches/scripts/doc-section.sh slow-watchers BENCHMARKS.md < benches/results/slow-watchers.md
+	$(BENCH_SCRIPTS_ENV) benches/scripts/scale-1m.sh > benches/results/scale-1m.md
+	benches/scripts/doc-section.sh scale-1m BENCHMARKS.md < benches/results/scale-1m.md
 
 clippy: rocksdb
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings

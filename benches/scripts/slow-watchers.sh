@@ -2,7 +2,7 @@
 # Slow watchers, etcd against skiff: one member each (fresh data dir); 10 watchers that read
 # and N that never read their streams (`skiff bench watch --slow-watchers N`, on connections
 # of their own), 4 writers at 500 puts/s of 1 KiB values for 20 s. Prints the readers'
-# events received/expected and event latency, and the member's peak RSS.
+# events received/expected and event latency, and the member's peak RSS, as markdown rows.
 # Usage: benches/scripts/slow-watchers.sh [N]   (default 100)
 # Env: SKIFF (default target/release/skiff), ETCD (default /usr/bin/etcd).
 set -euo pipefail
@@ -17,6 +17,8 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+echo "| store | slow watchers | puts/s | events received / expected (readers) | event p50 | event p99 | event max | peak RSS |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for db in etcd skiff; do
   dir="$work/$db"; port="$(free_port)"; peer="$(free_port)"
   mkdir -p "$dir"
@@ -44,9 +46,9 @@ f = d["figures"]
 ev = next(s for s in d["sections"] if s["operation"].startswith("event"))
 put = next(s for s in d["sections"] if s["operation"] == "put")
 hwm = next(l for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM")).split()[1]
-print(f"{db} slow={slow} puts/s={put['throughput_rps']:.0f} events={f['events_received']:.0f}/{f['events_expected']:.0f}"
-      f" event_p50_ms={ev['latency_us']['p50']/1e3:.2f} event_p99_ms={ev['latency_us']['p99']/1e3:.1f}"
-      f" event_max_ms={ev['latency_us']['max']/1e3:.1f} peak_rss_mib={int(hwm)/1024:.0f}")
+print(f"| {db} | {slow} | {put['throughput_rps']:.0f} | {f['events_received']:,.0f} / {f['events_expected']:,.0f}"
+      f" | {ev['latency_us']['p50']/1e3:.2f} ms | {ev['latency_us']['p99']/1e3:.1f} ms"
+      f" | {ev['latency_us']['max']/1e3:.1f} ms | {int(hwm)/1024:.0f} MiB |")
 PY
   done
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""

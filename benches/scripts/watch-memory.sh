@@ -2,6 +2,7 @@
 # Watch memory, etcd against skiff: one member each (fresh data dir), N watchers of one key
 # opened with `skiff bench watch` (100 streams over 10 connections), 100 puts fanned out to
 # all of them, then the member's peak RSS (VmHWM) minus its RSS before the watchers.
+# Prints a markdown table row per store and N.
 # Usage: benches/scripts/watch-memory.sh [N ...]   (default: 10000 100000)
 # Env: SKIFF (default target/release/skiff), ETCD (default /usr/bin/etcd).
 set -euo pipefail
@@ -37,13 +38,14 @@ run() { # db watchers
   "$SKIFF" bench --endpoints "127.0.0.1:$port" --conns 10 --json \
     watch --streams "$streams" --watch-per-stream $((n / streams)) --total 100 >"$dir/out.json"
   hwm="$(awk '/VmHWM/{print $2}' "/proc/$pid/status")"
-  echo "$db watchers=$n rss_before_kib=$before peak_rss_kib=$hwm" \
-    "bytes_per_watcher=$(((hwm - before) * 1024 / n))" \
-    "events_missing=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['figures']['events_missing'])" "$dir/out.json")"
+  echo "| $n | $db | $((before / 1024)) MiB | $((hwm / 1024)) MiB | $(((hwm - before) * 1024 / n))" \
+    "| $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['figures']['events_missing'])" "$dir/out.json") |"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 }
 
 [[ $# -gt 0 ]] || set -- 10000 100000
+echo "| watchers | store | RSS before | peak RSS | bytes per watcher | events missing |"
+echo "|---:|---|---:|---:|---:|---:|"
 for n in "$@"; do
   for db in etcd skiff; do run "$db" "$n"; done
 done

@@ -24,6 +24,8 @@ use crate::workload::Op;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed to establish each gRPC connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client loop waits after a failed request before its next one.
+const ERROR_PAUSE: Duration = Duration::from_millis(5);
 /// Reports the clients record into. Clients are spread over them so that one histogram
 /// (about 150 KiB) serves many clients and the locks are rarely contended.
 const REPORT_SHARDS: usize = 16;
@@ -161,6 +163,7 @@ async fn client_loop(
         )
         .await;
         let latency = request_started.elapsed();
+        let failed = !matches!(result, Ok(Ok(())));
         {
             let mut report = shard.lock().expect("report lock poisoned");
             match result {
@@ -168,6 +171,11 @@ async fn client_loop(
                 Ok(Err(message)) => report.record_error(&message),
                 Err(_) => report.record_error(TIMEOUT_MESSAGE),
             }
+        }
+        if failed {
+            // A request that fails at once (a dead stream, a refused connection) must not
+            // turn the loop into a spin that starves the members of CPU.
+            tokio::time::sleep(ERROR_PAUSE).await;
         }
         match shared.stop {
             Stop::AfterRequests(_) => shared.progress.inc(1),

@@ -25,7 +25,41 @@ const KEEPALIVE_LEASE_TTL_SECS: i64 = 100;
 /// keep-alive stream.
 pub struct Session {
     kv: KvClient,
-    keepalive: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+    keepalive: Option<KeepAlive>,
+}
+
+/// A `lease-keepalive` loop's lease and its keep-alive stream. A stream that failed (its
+/// member lost the leader, or the connection dropped) is opened again by the next request,
+/// as etcd's clientv3 does: the failed request counts as one error, and the loop does not
+/// spin on a dead stream.
+pub struct KeepAlive {
+    client: Client,
+    lease_id: i64,
+    stream: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+}
+
+impl KeepAlive {
+    async fn stream(&mut self) -> Result<&mut (LeaseKeeper, LeaseKeepAliveStream), String> {
+        if self.stream.is_none() {
+            let opened = self
+                .client
+                .lease_keep_alive(self.lease_id)
+                .await
+                .map_err(error_message)?;
+            self.stream = Some(opened);
+        }
+        Ok(self.stream.as_mut().expect("opened above"))
+    }
+
+    async fn once(&mut self) -> Result<(), String> {
+        let (keeper, stream) = self.stream().await?;
+        keeper.keep_alive().await.map_err(error_message)?;
+        match stream.message().await.map_err(error_message)? {
+            Some(response) if response.ttl() > 0 => Ok(()),
+            Some(_) => Err("lease-keepalive: lease expired".to_string()),
+            None => Err("lease-keepalive: stream closed".to_string()),
+        }
+    }
 }
 
 /// Which key a request touches.
@@ -133,12 +167,13 @@ impl Op {
                     .lease_grant(KEEPALIVE_LEASE_TTL_SECS, None)
                     .await
                     .map_err(error_message)?;
-                Some(
-                    client
-                        .lease_keep_alive(lease.id())
-                        .await
-                        .map_err(error_message)?,
-                )
+                let mut keepalive = KeepAlive {
+                    client: client.clone(),
+                    lease_id: lease.id(),
+                    stream: None,
+                };
+                keepalive.stream().await?;
+                Some(keepalive)
             }
             _ => None,
         };
@@ -172,16 +207,16 @@ impl Op {
                 Ok(())
             }
             Op::LeaseKeepalive => {
-                let (keeper, stream) = session
+                let keepalive = session
                     .keepalive
                     .as_mut()
                     .ok_or("lease-keepalive: no keep-alive stream")?;
-                keeper.keep_alive().await.map_err(error_message)?;
-                match stream.message().await.map_err(error_message)? {
-                    Some(response) if response.ttl() > 0 => Ok(()),
-                    Some(_) => Err("lease-keepalive: lease expired".to_string()),
-                    None => Err("lease-keepalive: stream closed".to_string()),
+                let result = keepalive.once().await;
+                if result.is_err() {
+                    // Reopened by the next request.
+                    keepalive.stream = None;
                 }
+                result
             }
             Op::Put {
                 keys,

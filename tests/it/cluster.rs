@@ -1049,6 +1049,10 @@ fn membership_requests_get_etcds_answers() {
 // another member, a lease kept alive only through a follower outlives its TTL (keep-alives
 // reach the leader), and its TTL is reported by the follower as the leader sees it.
 
+/// Concurrent keep-alive streams on one follower, and keep-alives sent on each.
+const KEEPALIVE_BURST_STREAMS: usize = 8;
+const KEEPALIVES_PER_BURST_STREAM: usize = 500;
+
 fn follower_serves_watches_and_leases(kind: Server) -> anyhow::Result<()> {
     let mut c = Cluster::start(kind, 3)?;
     let leader = leader_index(&mut c)?;
@@ -1095,6 +1099,28 @@ fn follower_serves_watches_and_leases(kind: Server) -> anyhow::Result<()> {
                 .context("keep-alive stream ended")?;
             ensure!(ack.ttl() > 0, "the lease expired while kept alive through the follower: {ack:?}");
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // Many streams of back-to-back keep-alives through the follower: each is forwarded to
+        // the leader on the stream's own forwarded stream (a stream per keep-alive, dropped
+        // after its answer, broke the follower's channel to the leader under load).
+        let mut bursts = tokio::task::JoinSet::new();
+        for _ in 0..KEEPALIVE_BURST_STREAMS {
+            let mut client = on_follower.clone();
+            bursts.spawn(async move {
+                let (mut keeper, mut acks) = client.lease_keep_alive(lease).await?;
+                for i in 0..KEEPALIVES_PER_BURST_STREAM {
+                    keeper.keep_alive().await?;
+                    let ack = tokio::time::timeout(Duration::from_secs(5), acks.message())
+                        .await
+                        .with_context(|| format!("keep-alive {i}: no answer within 5 s"))??
+                        .with_context(|| format!("keep-alive {i}: stream ended"))?;
+                    ensure!(ack.ttl() > 0, "keep-alive {i}: {ack:?}");
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(burst) = bursts.join_next().await {
+            burst??;
         }
         let got = on_other.get("s7b/leased", None).await?;
         ensure!(got.kvs().len() == 1, "the leased key is gone although the lease was kept alive");

@@ -27,16 +27,47 @@ use pb::lease_server::Lease;
 /// own stream.
 const KEEPALIVE_RESPONSES_QUEUED_MAX: usize = 64;
 
-/// Renews a lease on the leader for a client connected to a follower.
-async fn forward_keep_alive(server: &EtcdServer, req: pb::LeaseKeepAliveRequest) -> Result<pb::LeaseKeepAliveResponse, Error> {
-    let mut client = LeaseClient::new(server.leader_channel()?);
-    let forward = async {
-        let mut stream = client
-            .lease_keep_alive(tokio_stream::once(req))
+/// Keep-alives a follower's forwarded stream queues for the leader.
+const FORWARDED_REQUESTS_QUEUED_MAX: usize = 16;
+
+/// A follower's keep-alive stream to the leader, open for as long as its client's stream
+/// is: one forwarded request, one response, in order. A stream per keep-alive would be
+/// dropped after its answer, a locally reset HTTP/2 stream each time; at thousands of
+/// keep-alives per second that trips h2's bound on locally reset streams and the whole
+/// channel to the leader fails (seen as "etcdserver: no leader" under load).
+struct Forwarded {
+    requests: mpsc::Sender<pb::LeaseKeepAliveRequest>,
+    responses: Streaming<pb::LeaseKeepAliveResponse>,
+}
+
+impl Forwarded {
+    async fn open(server: &EtcdServer) -> Result<Forwarded, Error> {
+        let mut client = LeaseClient::new(server.leader_channel()?);
+        let (requests, rx) = mpsc::channel(FORWARDED_REQUESTS_QUEUED_MAX);
+        let responses = client
+            .lease_keep_alive(ReceiverStream::new(rx))
             .await
             .map_err(|_| Error::NoLeader)?
             .into_inner();
-        match stream.message().await {
+        Ok(Forwarded { requests, responses })
+    }
+}
+
+/// Renews a lease on the leader for a client connected to a follower, over `forwarded`
+/// (opened on first use; dropped after a failure, so the next keep-alive dials the leader
+/// it finds then).
+async fn forward_keep_alive(
+    server: &EtcdServer,
+    forwarded: &mut Option<Forwarded>,
+    req: pb::LeaseKeepAliveRequest,
+) -> Result<pb::LeaseKeepAliveResponse, Error> {
+    let forward = async {
+        if forwarded.is_none() {
+            *forwarded = Some(Forwarded::open(server).await?);
+        }
+        let stream = forwarded.as_mut().expect("opened above");
+        stream.requests.send(req).await.map_err(|_| Error::NoLeader)?;
+        match stream.responses.message().await {
             Ok(Some(mut resp)) => {
                 resp.header = server.header(resp.header.map(|h| h.revision).unwrap_or_default());
                 Ok(resp)
@@ -44,7 +75,14 @@ async fn forward_keep_alive(server: &EtcdServer, req: pb::LeaseKeepAliveRequest)
             _ => Err(Error::NoLeader),
         }
     };
-    tokio::time::timeout(server.request_timeout(), forward).await.map_err(|_| Error::Timeout)?
+    let result = match tokio::time::timeout(server.request_timeout(), forward).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Timeout),
+    };
+    if result.is_err() {
+        *forwarded = None;
+    }
+    result
 }
 
 /// The leader's checkpoint sweep (with `--experimental-enable-lease-checkpoint`): proposes
@@ -146,12 +184,15 @@ impl Lease for LeaseService {
         let (tx, rx) = mpsc::channel(KEEPALIVE_RESPONSES_QUEUED_MAX);
         let server = self.server.clone();
         tokio::spawn(async move {
+            let mut forwarded: Option<Forwarded> = None;
             loop {
                 let req = match inbound.message().await {
                     Ok(Some(req)) => req,
                     Ok(None) | Err(_) => break,
                 };
                 let resp = if server.node.status().is_leader {
+                    // Became the leader: answer here from now on.
+                    forwarded = None;
                     if let Err(e) = clear_checkpoint(&server, req.id).await {
                         let _ = tx.send(Err(e.into())).await;
                         break;
@@ -162,7 +203,7 @@ impl Lease for LeaseService {
                 } else {
                     // Only the leader's lessor expires leases: renew there (etcd forwards
                     // keep-alives to the leader the same way).
-                    match forward_keep_alive(&server, req).await {
+                    match forward_keep_alive(&server, &mut forwarded, req).await {
                         Ok(resp) => resp,
                         Err(e) => {
                             let _ = tx.send(Err(e.into())).await;
