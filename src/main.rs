@@ -6,12 +6,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of glibc's malloc: under put load glibc's malloc and free were ~8 % of
-/// the server's CPU (`_int_malloc`, `_int_free`, `malloc_consolidate`), from the many
-/// short-lived buffers of the gRPC stack. RocksDB's C++ keeps glibc's allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "skiff", version, about = "Kubernetes rebuilt in Rust around an etcd-compatible Raft store")]
 struct Cli {

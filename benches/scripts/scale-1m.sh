@@ -50,7 +50,7 @@ for db in etcd skiff; do
   wait_read "$port"
   rps="$("$SKIFF" bench --endpoints "127.0.0.1:$port" --conns 8 --clients 64 --json put \
     --total "$KEYS" --val-size 256 --key-space-size "$KEYS" --sequential-keys 2>/dev/null |
-    python3 -c 'import json,sys; print(f"{json.load(sys.stdin)[\"throughput_rps\"]:,.0f}")')"
+    python3 -c 'import json,sys; print(format(json.load(sys.stdin)["throughput_rps"], ",.0f"))')"
   sleep 3
   rss="$(rss_kib "$pid")"
   disk="$(du -sk "$dir/data" | cut -f1)"
