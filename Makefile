@@ -53,8 +53,8 @@ test: rocksdb
 ## bench-vs-etcd: skiff against Debian's etcd on this machine with the release build, every
 ## table of BENCHMARKS.md: `skiff bench compare` (1 and 3 members), `skiff bench failover`
 ## (3 and 5 members, every mode; the partition mode puts members in network namespaces,
-## which needs root), then the scripts of benches/scripts/ (CPU per put, watch memory, slow
-## watchers, 1M keys). Results and SVG plots in benches/results/. About 45 min.
+## which needs root), then the scripts of benches/scripts/ (CPU per put and per range, watch
+## memory, slow watchers, 1M keys). Results and SVG plots in benches/results/. About 45 min.
 BENCH_SCRIPTS_ENV = SKIFF=target/release/skiff ETCD=/usr/bin/etcd
 .PHONY: bench-vs-etcd
 bench-vs-etcd: release
@@ -65,6 +65,8 @@ bench-vs-etcd: release
 	  --out benches/results/failover --update-doc BENCHMARKS.md
 	$(BENCH_SCRIPTS_ENV) benches/scripts/put-cpu.sh 3 > benches/results/put-cpu.md
 	benches/scripts/doc-section.sh put-cpu BENCHMARKS.md < benches/results/put-cpu.md
+	$(BENCH_SCRIPTS_ENV) benches/scripts/range-cpu.sh > benches/results/range-cpu.md
+	benches/scripts/doc-section.sh range-cpu BENCHMARKS.md < benches/results/range-cpu.md
 	$(BENCH_SCRIPTS_ENV) benches/scripts/watch-memory.sh 10000 100000 > benches/results/watch-memory.md
 	benches/scripts/doc-section.sh watch-memory BENCHMARKS.md < benches/results/watch-memory.md
 	$(BENCH_SCRIPTS_ENV) benches/scripts/slow-watchers.sh 100 > benches/results/slow-watchers.md
