@@ -16,12 +16,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
 use raft::eraftpb::{Entry, HardState, SnapshotMetadata};
 use tokio::sync::mpsc;
-use tracing::error;
+use tracing::{error, warn};
 
 use super::{Error, LogBatch, Result, Wal};
 use crate::storage::DurableStorage;
@@ -33,6 +33,10 @@ pub const WRITE_QUEUE_TASKS_MAX: usize = 1024;
 /// Tasks appended under one fsync at most, so one slow batch cannot delay the completions
 /// of the tasks in it without bound.
 pub const GROUP_COMMIT_TASKS_MAX: usize = 256;
+
+/// An fsync slower than this is logged as a warning ("slow fdatasync", etcd's message and
+/// its `warnSyncDuration`): a disk that stalls this long delays every write behind it.
+pub const SLOW_FSYNC_WARN: Duration = Duration::from_secs(1);
 
 /// What the node hands to the writer for one raft `Ready`.
 pub struct PersistTask {
@@ -277,13 +281,27 @@ fn run(
             }
             shared.poisoned.store(true, Ordering::Release);
         }
+        let compact_to = batch
+            .iter()
+            .filter_map(|t| t.snapshot.as_ref().map(|m| m.index))
+            .max();
         for task in batch.drain(..) {
             (task.on_done)(result.clone());
+        }
+        // Deleting old segments (unlinks and a directory fsync) comes after the
+        // completions: the tasks are durable already, and their writers should not wait
+        // for disk space to be given back.
+        if let (Ok(()), Some(index)) = (&result, compact_to) {
+            // A segment that could not be deleted only costs disk space until the next
+            // marker retries.
+            if let Err(e) = wal.compact(index) {
+                error!(error = %e, "wal compaction failed");
+            }
         }
     }
 }
 
-/// Appends every task, fsyncs once, then compacts up to the newest snapshot marker.
+/// Appends every task and fsyncs once.
 fn persist(
     wal: &mut Wal,
     batch: &[PersistTask],
@@ -300,9 +318,11 @@ fn persist(
     let started = Instant::now();
     if needs_fsync {
         wal.sync()?;
-        metrics
-            .fsync_duration
-            .observe(started.elapsed().as_secs_f64());
+        let took = started.elapsed();
+        metrics.fsync_duration.observe(took.as_secs_f64());
+        if took > SLOW_FSYNC_WARN {
+            warn!(took = ?took, expected_duration = ?SLOW_FSYNC_WARN, "slow fdatasync");
+        }
         metrics.tasks_per_fsync.observe(batch.len() as f64);
         shared.fsyncs.fetch_add(1, Ordering::Relaxed);
     }
@@ -311,18 +331,6 @@ fn persist(
         .tasks
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
     shared.write_bytes.fetch_add(bytes, Ordering::Relaxed);
-
-    if let Some(index) = batch
-        .iter()
-        .filter_map(|t| t.snapshot.as_ref().map(|m| m.index))
-        .max()
-    {
-        // The tasks are durable whatever happens here; a segment that could not be deleted
-        // only costs disk space until the next marker retries.
-        if let Err(e) = wal.compact(index) {
-            error!(error = %e, "wal compaction failed");
-        }
-    }
     Ok(())
 }
 
