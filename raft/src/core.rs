@@ -99,12 +99,15 @@ impl<S: Storage> NodeCore<S> {
 
     /// Appends `data` to the log if this node leads, or forwards it to the leader (raft-rs
     /// sends a follower's proposal to the leader as `MsgPropose`; the proposer learns the
-    /// outcome when the entry is applied, or times out if a leader change lost it).
-    pub fn propose(&mut self, data: Vec<u8>) -> Result<()> {
+    /// outcome when the entry is applied). Returns the term it was proposed in: only that
+    /// term's leader can append it, so an entry of any later term being applied means it
+    /// was either applied before or lost with that leader.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<u64> {
         if self.raw.raft.leader_id == raft::INVALID_ID {
             return Err(Error::NoLeader);
         }
-        self.raw.propose(Vec::new(), data).map_err(proposal_error)
+        self.raw.propose(Vec::new(), data).map_err(proposal_error)?;
+        Ok(self.raw.raft.term)
     }
 
     /// Proposes a membership change on the leader. raft-rs allows one unapplied change at a

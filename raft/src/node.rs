@@ -161,7 +161,7 @@ pub struct NodeStatus {
 }
 
 enum Input {
-    Propose { data: Vec<u8>, done: oneshot::Sender<Result<()>> },
+    Propose { data: Vec<u8>, done: oneshot::Sender<Result<u64>> },
     ProposeConfChange { context: Vec<u8>, cc: ConfChangeV2, done: oneshot::Sender<Result<()>> },
     Progress(oneshot::Sender<Vec<PeerProgress>>),
     Unreachable(u64),
@@ -186,8 +186,9 @@ pub struct NodeHandle {
 
 impl NodeHandle {
     /// Proposes `data` for replication. Resolves when raft has accepted it into the log
-    /// (not when it is committed or applied: the state machine signals that).
-    pub async fn propose(&self, data: Vec<u8>) -> Result<()> {
+    /// (not when it is committed or applied: the state machine signals that), with the term
+    /// it was proposed in (see `NodeCore::propose`).
+    pub async fn propose(&self, data: Vec<u8>) -> Result<u64> {
         let (done, rx) = oneshot::channel();
         self.tx.send(Input::Propose { data, done }).await.map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)?

@@ -433,6 +433,52 @@ fn majority_down_put_fails_in_bounded_time_skiff() {
     must(majority_down(Server::Skiff));
 }
 
+/// A put that a follower forwarded to a leader which then died is lost. etcd answers it
+/// "request timed out, possibly due to previous leader failure" when its request timeout
+/// (5 s plus two election timeouts) runs out; skiff gives the same answer as soon as it
+/// applies the new leader's first entry, which proves the put can no longer be applied.
+#[test]
+fn a_put_lost_with_a_killed_leader_is_answered_when_the_new_leader_commits_skiff() {
+    must(put_lost_with_leader(Server::Skiff));
+}
+
+fn put_lost_with_leader(kind: Server) -> anyhow::Result<()> {
+    let mut c = Cluster::start(kind, 3)?;
+    let all = c.running_endpoints();
+    put_many(&all, "lost/before/", 5)?;
+    let leader = leader_index(&mut c)?;
+    let follower = (leader + 1) % 3;
+    let via_follower = vec![c.members()[follower].client_url()];
+    c.member(leader).kill9()?;
+    // Sent at once: the follower still takes the dead member for its leader (the election
+    // timeout has not run out), so it forwards the put into the void.
+    let started = Instant::now();
+    let out = etcdctl(&via_follower, &["--command-timeout=30s", "put", "lost/key", "x"])?;
+    let took = started.elapsed();
+    let printed = last_error_line(&out.stderr);
+    eprintln!("put via a follower of a killed leader: exit {:?} after {took:?}: {printed:?}", out.code);
+    if out.code == Some(0) {
+        // The put reached a leader in time (the old one before it died, or the new one
+        // after a very slow etcdctl start): nothing was lost, nothing to check.
+        eprintln!("the put was applied; nothing to check");
+        return Ok(());
+    }
+    ensure!(
+        grpc_message(&printed) == "etcdserver: request timed out, possibly due to previous leader failure",
+        "lost put failed with {printed:?}"
+    );
+    // Well inside the 6 s request timeout of these clusters (5 s + 2 × 500 ms): answered
+    // when the new leader's first entry was applied, not when the wait ran out.
+    ensure!(took < Duration::from_secs(5), "the lost put was answered after {took:?}");
+    // It was really lost: the key is nowhere, and the cluster takes writes again.
+    c.wait_leader()?;
+    let survivors = c.running_endpoints();
+    let got = must_etcdctl(&survivors, &["get", "lost/key", "--print-value-only"])?;
+    ensure!(got.is_empty(), "the put reported lost was applied: {got:?}");
+    must_etcdctl(&survivors, &["put", "lost/after", "y"])?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // 5. A learner: added, catches up, refuses linearizable requests, promoted; then a remove.
 

@@ -105,7 +105,7 @@ fn etcd_healthy_cluster_raises_no_corrupt_alarm() {
 }
 
 /// Writes a key version into a stopped member's store behind raft's back: at the next
-/// revision, with the consistent index it already had, flushed (RocksDB's own WAL is off).
+/// revision, with the consistent index it already had, flushed to SST files.
 fn add_a_version_behind_raft(data_dir: &std::path::Path) -> anyhow::Result<()> {
     use skiff_store::mvcc::{MvccConfig, MvccStore};
     let mvcc = MvccStore::open(&data_dir.join("member").join("kv"), MvccConfig::default())?;

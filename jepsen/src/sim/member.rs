@@ -246,7 +246,7 @@ impl Member {
         }
         let op_id = command.op_id;
         match self.core().propose(command.encode()) {
-            Ok(()) => {
+            Ok(_term) => {
                 self.proposals.insert(op_id, waiter);
             }
             // Not in any log: the operation certainly did not happen.

@@ -120,7 +120,7 @@ async fn propose(node: &NodeHandle, data: Vec<u8>) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         match node.propose(data.clone()).await {
-            Ok(()) => return,
+            Ok(_term) => return,
             Err(e) => {
                 assert!(tokio::time::Instant::now() < deadline, "proposal never accepted: {e}");
                 tokio::time::sleep(Duration::from_millis(20)).await;

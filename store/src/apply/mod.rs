@@ -57,26 +57,78 @@ pub enum Response {
 pub type Applied = Result<Response, Error>;
 
 /// Clients waiting for their request to be applied, by request id.
+///
+/// A proposal can only be appended by the leader of the term it was proposed in. So once
+/// the applier reaches an entry of a later term, every entry of that term that made it
+/// into the log has been applied: a proposal of an earlier term still waiting was lost
+/// with its leader (or went into a snapshot this member installed). Its client gets etcd's
+/// "request timed out, possibly due to previous leader failure" then, as soon as the new
+/// leader's first entry is applied, instead of after the whole request timeout: the same
+/// answer etcd gives, without holding clients for the rest of the timeout.
 #[derive(Default)]
 pub struct Waiters {
-    inner: Mutex<HashMap<u64, oneshot::Sender<Applied>>>,
+    inner: Mutex<WaitersInner>,
+}
+
+#[derive(Default)]
+struct WaitersInner {
+    pending: HashMap<u64, Waiter>,
+    /// The term of the newest entry applied.
+    applied_term: u64,
+}
+
+struct Waiter {
+    tx: oneshot::Sender<Applied>,
+    /// The term the request was proposed in; `u64::MAX` until the proposal returns it.
+    term: u64,
 }
 
 impl Waiters {
     pub fn register(&self, id: u64) -> oneshot::Receiver<Applied> {
         let (tx, rx) = oneshot::channel();
-        self.inner.lock().insert(id, tx);
+        self.inner.lock().pending.insert(id, Waiter { tx, term: u64::MAX });
         rx
     }
 
+    /// Records the term request `id` was proposed in. An entry of a later term may have
+    /// been applied meanwhile: then the request is already known lost.
+    pub fn proposed_in(&self, id: u64, term: u64) {
+        let mut inner = self.inner.lock();
+        if term < inner.applied_term {
+            if let Some(w) = inner.pending.remove(&id) {
+                let _ = w.tx.send(Err(Error::TimeoutDueToLeaderFail));
+            }
+        } else if let Some(w) = inner.pending.get_mut(&id) {
+            w.term = term;
+        }
+    }
+
     pub fn cancel(&self, id: u64) {
-        self.inner.lock().remove(&id);
+        self.inner.lock().pending.remove(&id);
     }
 
     fn trigger(&self, id: u64, result: Applied) {
-        if let Some(tx) = self.inner.lock().remove(&id) {
-            let _ = tx.send(result);
+        if let Some(w) = self.inner.lock().pending.remove(&id) {
+            let _ = w.tx.send(result);
         }
+    }
+
+    /// The applier is about to apply an entry of `term` (everything before it is applied):
+    /// requests proposed in an earlier term that are still waiting never will be applied.
+    /// Returns how many were answered.
+    fn entry_of_term(&self, term: u64) -> usize {
+        let mut inner = self.inner.lock();
+        if term <= inner.applied_term {
+            return 0;
+        }
+        inner.applied_term = term;
+        let lost: Vec<u64> = inner.pending.iter().filter(|(_, w)| w.term < term).map(|(id, _)| *id).collect();
+        for id in &lost {
+            if let Some(w) = inner.pending.remove(id) {
+                let _ = w.tx.send(Err(Error::TimeoutDueToLeaderFail));
+            }
+        }
+        lost.len()
     }
 }
 
@@ -148,8 +200,16 @@ impl Applier {
                 self.install_snapshot(meta);
                 last = meta.index;
             }
+            // One `write` of RocksDB's WAL for the batch's entries, when the group drops at
+            // the end of this iteration (a kill before then loses a suffix of them, which
+            // the raft log replays).
+            let _wal = self.mvcc.wal_group();
             for entry in &batch.entries {
                 self.current_term.set(entry.term);
+                let lost = self.waiters.entry_of_term(entry.term);
+                if lost > 0 {
+                    info!(term = entry.term, requests = lost, "requests proposed under an earlier leader were lost with it");
+                }
                 match entry.get_entry_type() {
                     EntryType::EntryConfChangeV2 => self.apply_conf_change(entry),
                     EntryType::EntryNormal => self.apply_entry(entry.index, entry.get_data()),

@@ -189,3 +189,29 @@ fn a_put_with_an_unknown_lease_fails_the_whole_txn_without_writing() {
     assert_eq!(s.current_revision(), 6);
     assert!(apply_range(&s, &range("first", "")).unwrap().kvs.is_empty());
 }
+
+#[test]
+fn waiters_of_an_earlier_term_are_answered_once_an_entry_of_a_later_term_applies() {
+    use super::{Response as Outcome, Waiters};
+    use crate::error::Error;
+    let lost = |r: Result<super::Applied, tokio::sync::oneshot::error::TryRecvError>| {
+        matches!(r, Ok(Err(Error::TimeoutDueToLeaderFail)))
+    };
+    let w = Waiters::default();
+    let mut old = w.register(1);
+    w.proposed_in(1, 2);
+    let mut current = w.register(2);
+    w.proposed_in(2, 3);
+    let mut unknown = w.register(3); // its proposal has not returned a term yet
+    assert_eq!(w.entry_of_term(2), 0, "an entry of its own term proves nothing");
+    assert!(old.try_recv().is_err(), "still waiting");
+    assert_eq!(w.entry_of_term(3), 1);
+    assert!(lost(old.try_recv()), "proposed in term 2, not applied before term 3's entry");
+    assert!(current.try_recv().is_err() && unknown.try_recv().is_err(), "still waiting");
+    // The proposal returns term 2 after an entry of term 3 was applied: lost at once.
+    w.proposed_in(3, 2);
+    assert!(lost(unknown.try_recv()));
+    assert_eq!(w.entry_of_term(3), 0, "the same term again sweeps nothing");
+    w.trigger(2, Ok(Outcome::LeaseCheckpoint));
+    assert!(matches!(current.try_recv(), Ok(Ok(Outcome::LeaseCheckpoint))));
+}

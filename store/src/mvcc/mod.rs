@@ -33,12 +33,38 @@
 //! * `lease`: `id (big-endian i64)` → `format | ttl`.
 //!
 //! # Durability
-//! RocksDB's WAL is off: the raft log is the WAL. Every batch carries the consistent
-//! index of the entry it applies, so whatever subset of batches survives a crash is a
-//! prefix ending at the persisted consistent index, and raft replays the rest. This needs
-//! `atomic_flush` (column families flush together, or `meta` could survive without the
-//! `kv` data it describes). Compaction records "scheduled" before deleting and "finished"
-//! after, and an unfinished one resumes on open (deletions are idempotent).
+//! The raft log is the durable log: the store may lose a suffix of what it applied, and
+//! raft replays it. Every batch carries the consistent index of the entry it applies, so
+//! whatever survives a crash is a prefix of the batches ending at the consistent index
+//! `open` loads, and raft replays from there.
+//!
+//! With `MvccConfig::wal` (the default) batches also go through RocksDB's WAL, never
+//! fsynced: `manual_wal_flush`, and one `flush_wal(false)` (a `write`, no fsync) after
+//! every batch in `MvccStore::write_batch`, so each batch is in the OS's page cache once
+//! it is applied.
+//! * A killed process (`kill -9`, a panic, the OOM killer) loses nothing: `open` replays
+//!   the WAL, and the member restarts with almost nothing for raft to replay.
+//! * A power loss (or kernel crash) may take the WAL from any point on. Point-in-time
+//!   recovery replays it up to the first torn or damaged record, so the store opens at a
+//!   prefix between its last flush and its last batch — at worst what WAL-off gives.
+//!
+//! With `wal` off (tests of the replay path) only flushed state survives any crash.
+//!
+//! Invariants:
+//! * `persisted_consistent_index` (raft compacts its log up to it) never covers more than
+//!   the SST files hold: only a flush raises it, and `open` starts it at the loaded
+//!   index because RocksDB flushes what it recovered from the WAL before `open` returns
+//!   (`avoid_flush_during_recovery=false`; `open` flushes anything left in memtables too).
+//! * `atomic_flush`: column families flush together at one sequence number, so the SST
+//!   files hold a prefix of the batches (otherwise `meta` could survive without the `kv`
+//!   data it describes); the WAL after them is replayed in order, so SST + WAL is still a
+//!   prefix.
+//! * Something that must survive a power loss before an effect that bypasses the WAL
+//!   (the install marker before `delete_file_in_range`, `restore.rs`) is flushed, not just
+//!   written.
+//!
+//! Compaction records "scheduled" before deleting and "finished" after, and an unfinished
+//! one resumes on open (deletions are idempotent).
 //!
 //! # Concurrency
 //! One writer at a time (`MvccStore::write` takes the writer mutex); readers never take
@@ -66,7 +92,7 @@ mod model_tests;
 mod tests;
 
 pub(crate) use restore::{RaftMeta, SnapshotSource};
-pub use store::{MvccConfig, MvccStore};
+pub use store::{MvccConfig, MvccStore, WalGroup};
 pub use types::*;
 pub use write::WriteTxn;
 

@@ -2,15 +2,21 @@
 //! `BTreeMap<(key, main, sub), version>` written straight from etcd's rules, comparing
 //! every result (ranges at random revisions, txn results and events, watch catch-up,
 //! errors, revisions and the consistent index). Histories include reopening after a
-//! flush and crashing (dropping unflushed memtables, which must rewind the store exactly
-//! to the last flush). Every shrunk failure is kept below as a `regression_*` test.
+//! flush and crashes, and run in both WAL modes (`MvccConfig::wal`):
+//! * WAL off: a crash (dropping the store with its unflushed memtables) must rewind the
+//!   store exactly to the last flush.
+//! * WAL on: a crash (`kill -9`: a copy of the open store's files) must lose nothing, and
+//!   a power loss (the same copy without the unsynced WAL) must rewind exactly to the last
+//!   flush — where open's recovery of a killed store counts as a flush.
+//!
+//! Every shrunk failure is kept below as a `regression_*` test.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 
 use super::store::{CF_KV, CF_LOG};
-use super::tests::{must_open, raw_count};
+use super::tests::{crash_copy, must_open_mode, raw_count, Crash};
 use super::{Error, Event, EventKind, KeyValue, MvccStore, RangeOptions, RangeResult};
 
 /// Prefixes of each other, the 8-byte group boundary, `\0` and `\xff`.
@@ -51,7 +57,11 @@ enum Op {
     Events { key: usize, end: End, back: i64, limit: usize },
     Flush,
     Reopen,
+    /// The process dies: with the WAL off the store is dropped without flushing, with it
+    /// on the open store's files are copied (`kill -9` keeps what the OS was given).
     Crash,
+    /// The machine dies: the open store's files are copied without the (unsynced) WAL.
+    PowerLoss,
 }
 
 const RANGE_AT_CURRENT: i64 = -2;
@@ -221,14 +231,23 @@ impl Model {
     }
 }
 
-/// Applies one history to a fresh store and the model; panics at the first mismatch.
-fn run(ops: &[Op]) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = must_open(dir.path());
+/// Applies one history to a fresh store and the model, RocksDB's WAL on or off; panics
+/// at the first mismatch.
+fn run(ops: &[Op], wal: bool) {
+    let root = tempfile::tempdir().unwrap();
+    // Crash copies go to new directories: `dirs` numbers them.
+    let mut dirs = 0;
+    let mut next_dir = || {
+        dirs += 1;
+        root.path().join(dirs.to_string())
+    };
+    let mut dir = next_dir();
+    let mut store = must_open_mode(&dir, wal);
     let mut model = Model::new();
+    // The model at the last flush: what a crash without WAL leaves.
     let mut flushed = model.clone();
     for (step, op) in ops.iter().enumerate() {
-        let ctx = format!("step {step}: {op:?}");
+        let ctx = format!("step {step} (wal {wal}): {op:?}");
         match op {
             Op::Txn(txn_ops) => run_txn(&store, &mut model, txn_ops, &ctx),
             Op::Compact { back } => {
@@ -257,16 +276,32 @@ fn run(ops: &[Op]) {
             Op::Reopen => {
                 store.flush().unwrap();
                 drop(store);
-                store = must_open(dir.path());
+                store = must_open_mode(&dir, wal);
                 flushed = model.clone();
             }
-            Op::Crash => {
+            Op::Crash if !wal => {
                 // The test config makes a drop lose the memtables, as a crash does.
                 drop(store);
-                store = must_open(dir.path());
+                store = must_open_mode(&dir, wal);
                 model = flushed.clone();
             }
+            Op::Crash | Op::PowerLoss => {
+                let kill = matches!(op, Op::Crash);
+                dir = next_dir();
+                crash_copy(&store, &dir, if kill { Crash::Kill } else { Crash::PowerLoss });
+                drop(store);
+                store = must_open_mode(&dir, wal);
+                if kill {
+                    // Nothing lost, and open flushed what it recovered from the WAL.
+                    flushed = model.clone();
+                } else {
+                    model = flushed.clone();
+                }
+            }
         }
+        // Raft drops its log up to the persisted index: it must be exactly what the last
+        // flush (or open) put in SST files, never an index only the WAL holds.
+        assert_eq!(store.persisted_consistent_index(), flushed.index, "persisted index after {ctx}");
         let got = (store.current_revision(), store.compact_revision(), store.consistent_index());
         assert_eq!(got, (model.current, model.compact.max(0), model.index), "revisions and index after {ctx}");
         // Compaction must free space, not just hide versions.
@@ -354,6 +389,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(Op::Flush),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
+        1 => Just(Op::PowerLoss),
     ]
 }
 
@@ -366,15 +402,26 @@ proptest! {
     })]
 
     #[test]
-    fn store_matches_model(ops in proptest::collection::vec(op_strategy(), 1..OPS_PER_HISTORY_MAX)) {
-        run(&ops);
+    fn store_matches_model_without_wal(ops in proptest::collection::vec(op_strategy(), 1..OPS_PER_HISTORY_MAX)) {
+        run(&ops, false);
+    }
+
+    #[test]
+    fn store_matches_model_with_wal(ops in proptest::collection::vec(op_strategy(), 1..OPS_PER_HISTORY_MAX)) {
+        run(&ops, true);
     }
 }
 
 #[test]
 fn model_history_with_every_op_kind() {
+    for wal in [false, true] {
+        history_with_every_op_kind(wal);
+    }
+}
+
+fn history_with_every_op_kind(wal: bool) {
     use End::*;
-    run(&[
+    let history = [
         Op::Txn(vec![TxnOp::Put { key: 1, value: 1, lease: 0 }, TxnOp::Put { key: 2, value: 2, lease: 1 }]),
         Op::Txn(vec![TxnOp::Put { key: 3, value: 0, lease: 0 }]),
         Op::Flush,
@@ -391,12 +438,22 @@ fn model_history_with_every_op_kind() {
         Op::Compact { back: 0 },
         Op::Reopen,
         Op::Events { key: 0, end: AllKeys, back: 0, limit: 0 },
-    ]);
+        Op::Txn(vec![TxnOp::Put { key: 4, value: 2, lease: 0 }]),
+        Op::Crash,
+        Op::Txn(vec![TxnOp::Put { key: 5, value: 1, lease: 1 }]),
+        Op::Compact { back: 1 },
+        Op::PowerLoss,
+        Op::Range { key: 0, end: AllKeys, back: RANGE_AT_CURRENT, limit: 0, count_only: false },
+    ];
+    run(&history, wal);
 }
 
 /// Shrunk failure: the first crash simulation set `avoid_flush_during_shutdown` through
 /// `SetOptions`, which RocksDB rejects for DB options; now it is set at open.
 #[test]
 fn regression_crash_on_a_fresh_store() {
-    run(&[Op::Crash]);
+    for wal in [false, true] {
+        run(&[Op::Crash], wal);
+        run(&[Op::PowerLoss], wal);
+    }
 }

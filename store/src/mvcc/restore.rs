@@ -3,11 +3,16 @@
 //! their `Arc<MvccStore>`. The file format and digest are `crate::snapshot`'s business;
 //! this file only moves key-value pairs.
 //!
-//! Order, and what a crash at each step leaves (RocksDB's WAL is off: only flushed state
-//! survives, and `atomic_flush` persists a prefix of the batches below):
+//! Order, and what a crash at each step leaves. Whatever survives is a prefix of the
+//! batches below: with RocksDB's WAL on (`MvccConfig::wal`) a killed process recovers
+//! every batch written, in order, and a power loss the flushed ones plus a prefix of the
+//! (unsynced) WAL; with it off only flushed state survives, and `atomic_flush` persists a
+//! prefix. Step 2's `delete_file_in_range` is no batch: it changes the MANIFEST (synced)
+//! at once and survives a power loss that takes the WAL batches around it, which is why
+//! the marker is flushed, not just written through the WAL, before it.
 //!
-//! 1. `restore_started = <snapshot index>` in `meta`, then a flush: the marker is on disk
-//!    before anything is deleted.
+//! 1. `restore_started = <snapshot index>` in `meta`, then a flush: the marker is in SST
+//!    files before anything is deleted.
 //! 2. the SST files (below level 0) of `kv`, `log` and `lease` are dropped
 //!    (`delete_file_in_range`, RocksDB's recommended first step of deleting a whole range:
 //!    it frees the old data's disk space now, not at some later compaction, so an install
@@ -22,7 +27,9 @@
 //! A crash after 1 and before 4 is persisted reopens with the marker
 //! ([`MvccStore::interrupted_restore`]) and the *old* consistent index, below the
 //! snapshot's: the server redoes the install from the snapshot file, never replays raft
-//! entries onto the mixed contents.
+//! entries onto the mixed contents. Once 4 is persisted (with the WAL on: for a kill, as
+//! soon as it is written; for a power loss, surely once 5's flush is done) the store
+//! reopens at the snapshot's state, complete: 4 survives only with every batch before it.
 //!
 //! Readers are not stopped: one that reads during steps 2–4 may see a mix of the two
 //! states (never a panic). The watch hub's catch-up, which must not deliver a mix, uses

@@ -3,15 +3,15 @@
 //! `compact.rs`, the change-log scan in `events.rs`.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use rocksdb::checkpoint::Checkpoint;
 use rocksdb::{
     properties, BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamily,
-    ColumnFamilyDescriptor, CompactOptions, DBCompressionType, DBWithThreadMode, FlushOptions,
-    IteratorMode, Options, ReadOptions, SingleThreaded, SnapshotWithThreadMode, WriteBatch,
-    WriteOptions,
+    ColumnFamilyDescriptor, CompactOptions, DBCompressionType, DBRecoveryMode, DBWithThreadMode,
+    FlushOptions, IteratorMode, Options, ReadOptions, SingleThreaded, SnapshotWithThreadMode,
+    WriteBatch, WriteOptions,
 };
 use tracing::{debug, info, warn};
 
@@ -56,9 +56,16 @@ pub struct MvccConfig {
     pub write_buffer_bytes: usize,
     pub max_background_jobs: i32,
     /// Flush memtables when the store is dropped (a clean shutdown: less raft replay on
-    /// the next start). `false` makes a drop lose everything not flushed, exactly as a
-    /// crash does — for tests and fault injection.
+    /// the next start). `false` leaves them unflushed: with `wal` off a drop then loses
+    /// everything not flushed, exactly as a crash does — for tests and fault injection
+    /// (with `wal` on the next open recovers them from RocksDB's WAL).
     pub flush_on_close: bool,
+    /// RocksDB's own WAL, written out to the OS (never fsynced) after every batch, so a
+    /// killed process restarts with everything it applied and only a power loss falls
+    /// back to replaying the raft log from the last flush (see the module doc,
+    /// "Durability"). `false`: no RocksDB WAL, every crash rewinds to the last flush —
+    /// for tests of that replay path.
+    pub wal: bool,
 }
 
 impl Default for MvccConfig {
@@ -68,6 +75,7 @@ impl Default for MvccConfig {
             write_buffer_bytes: WRITE_BUFFER_BYTES_DEFAULT,
             max_background_jobs: MAX_BACKGROUND_JOBS_DEFAULT,
             flush_on_close: true,
+            wal: true,
         }
     }
 }
@@ -129,8 +137,14 @@ pub struct MvccStore {
     pub(super) restore_seq: AtomicU64,
     /// The snapshot index of an install that a crash (or an error) interrupted.
     pub(super) interrupted_restore: Mutex<Option<u64>>,
-    /// A lower bound of the consistent index that is in SST files (survives a crash).
+    /// A lower bound of the consistent index that is in SST files (survives a crash, a
+    /// power loss included). Never above that: see [`MvccStore::persisted_consistent_index`].
     pub(super) persisted_consistent_index: AtomicU64,
+    /// `MvccConfig::wal`: batches go through RocksDB's WAL, written out after each.
+    wal: bool,
+    /// Live [`WalGroup`]s: while there is one, batches leave their WAL records buffered
+    /// and the group's end writes them all out at once.
+    wal_groups: AtomicUsize,
     /// The last [`MvccStore::db_size_bytes`] and when it was read.
     size_sample: Mutex<Option<(std::time::Instant, u64)>>,
     /// Called by a snapshot install once the old contents are deleted and before the new
@@ -186,16 +200,47 @@ impl MvccStore {
         let mut db_opts = config.cf_options(&cache);
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
-        // The WAL is off (raft's log is the WAL), so column families must flush together:
-        // a `meta` without the `kv` data its consistent index covers would skip replay.
+        // Column families must flush together: the SST files hold a prefix of the batches
+        // only if every family is flushed at the same sequence number. Otherwise a power
+        // loss (which takes the unsynced WAL, or with `wal` off any crash) could leave a
+        // `meta` without the `kv` data its consistent index covers, and raft would skip
+        // the replay of that data.
         db_opts.set_atomic_flush(true);
         db_opts.set_max_background_jobs(config.max_background_jobs);
-        if !config.flush_on_close {
-            // Not settable through the Rust API; RocksDB's option parser knows it.
-            db_opts = db_opts.get_options_from_string("avoid_flush_during_shutdown=true")?;
+        if config.wal {
+            // RocksDB only buffers WAL records; `write_batch` writes them out to the OS
+            // (`flush_wal(false)`, no fsync) once per batch, the point from which a killed
+            // process keeps the batch.
+            db_opts.set_manual_wal_flush(true);
+            // RocksDB's default, spelled out because the crash argument depends on it: a
+            // power loss can leave the unsynced WAL with a torn or garbage tail, and
+            // point-in-time recovery replays up to the first bad record and drops the rest,
+            // so the store opens at a prefix of the batches (the raft log replays the rest)
+            // instead of refusing to open (`AbsoluteConsistency`) or skipping a hole and
+            // applying later batches (`SkipAnyCorruptedRecord`).
+            db_opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
         }
+        // Not settable through the Rust API; RocksDB's option parser knows them.
+        // `avoid_flush_during_recovery=false` (RocksDB's default, spelled out): what open
+        // recovers from the WAL is flushed to SST files before open returns, which is what
+        // lets the persisted consistent index start at the recovered one (see below).
+        let mut extra = vec!["avoid_flush_during_recovery=false"];
+        if !config.flush_on_close {
+            extra.push("avoid_flush_during_shutdown=true");
+        }
+        db_opts = db_opts.get_options_from_string(extra.join(";"))?;
         let cfs = CF_NAMES.map(|name| ColumnFamilyDescriptor::new(name, config.cf_options(&cache)));
         let db = Db::open_cf_descriptors(&db_opts, path, cfs)?;
+        // Belt and braces for the invariant below: should anything recovered still be in a
+        // memtable (an option or a RocksDB version that keeps it there), flush it now.
+        let unflushed = unflushed_entries(&db);
+        if unflushed > 0 {
+            warn!(unflushed, "entries recovered from the WAL were left in memtables on open; flushing them");
+            let mut opts = FlushOptions::default();
+            opts.set_wait(true);
+            let cfs = CF_NAMES.map(|name| db.cf_handle(name).expect("every column family is created on open"));
+            db.flush_cfs_opt(&cfs, &opts)?;
+        }
 
         let meta = MetaState::load(&db)?;
         let store = MvccStore {
@@ -209,7 +254,14 @@ impl MvccStore {
             applied_term: AtomicU64::new(meta.applied_term),
             restore_seq: AtomicU64::new(0),
             interrupted_restore: Mutex::new(meta.restore_started),
+            // Invariant: the persisted consistent index never exceeds what is in SST files
+            // (raft drops its log up to it, and an unsynced WAL does not survive a power
+            // loss). Everything open read is in SST files here: RocksDB flushed what it
+            // recovered from the WAL during open (`avoid_flush_during_recovery=false`, and
+            // the check just above), and with `wal` off the WAL holds nothing anyway.
             persisted_consistent_index: AtomicU64::new(meta.consistent_index),
+            wal: config.wal,
+            wal_groups: AtomicUsize::new(0),
             size_sample: Mutex::new(None),
             #[cfg(test)]
             install_hook: Mutex::new(None),
@@ -286,6 +338,8 @@ impl MvccStore {
 
     /// A consistent index whose effects are known to be in SST files: raft may drop its
     /// log up to here. A lower bound (RocksDB's own background flushes may have persisted more).
+    /// Never more than the SST files hold, even with the WAL on: what is only in the
+    /// (unsynced) WAL survives a killed process but not a power loss.
     pub fn persisted_consistent_index(&self) -> u64 {
         self.persisted_consistent_index.load(Ordering::SeqCst)
     }
@@ -294,11 +348,29 @@ impl MvccStore {
         self.db.cf_handle(name).expect("every column family is created on open")
     }
 
+    /// Writes one batch atomically. With the WAL on, the batch's WAL record is then
+    /// written out to the OS (`flush_wal(false)`: a `write`, no fsync): from then on a
+    /// killed process keeps it, and only a power loss can take it (and then only with
+    /// every later batch: recovery stops at the first missing record).
     pub(super) fn write_batch(&self, batch: WriteBatch) -> Result<()> {
         let mut opts = WriteOptions::default();
-        opts.disable_wal(true);
+        opts.disable_wal(!self.wal);
         self.db.write_opt(batch, &opts)?;
+        // Checked after the write: a group that ends after this check writes this batch
+        // out with its own (see `WalGroup::drop`).
+        if self.wal && self.wal_groups.load(Ordering::SeqCst) == 0 {
+            self.db.flush_wal(false)?;
+        }
         Ok(())
+    }
+
+    /// Starts a group of batches whose WAL records are written out together when the
+    /// group is dropped: one `write` for the apply loop's whole batch of raft entries
+    /// instead of one per entry. Until then a killed process loses the group's batches
+    /// (and any other writer's meanwhile), a suffix, which the raft log replays.
+    pub fn wal_group(&self) -> WalGroup<'_> {
+        self.wal_groups.fetch_add(1, Ordering::SeqCst);
+        WalGroup { store: self }
     }
 
     /// etcd's read-revision rule: `rev <= 0` reads at `current`; above it is a future
@@ -345,7 +417,7 @@ impl MvccStore {
     }
 
     /// Flushes every column family's memtables together; everything applied so far is
-    /// then in SST files and survives a crash.
+    /// then in SST files and survives any crash, a power loss included.
     pub fn flush(&self) -> Result<()> {
         // Read before flushing: the batch of this index is already in the memtable.
         let index = self.consistent_index();
@@ -457,4 +529,39 @@ impl MvccStore {
         })?;
         Ok(out)
     }
+}
+
+/// See [`MvccStore::wal_group`].
+#[must_use = "the WAL records are written out when the group is dropped"]
+pub struct WalGroup<'a> {
+    store: &'a MvccStore,
+}
+
+impl Drop for WalGroup<'_> {
+    fn drop(&mut self) {
+        // Decrement first: a batch written after this sees no group and writes itself
+        // out; one written before it is written out by the flush below.
+        self.store.wal_groups.fetch_sub(1, Ordering::SeqCst);
+        if self.store.wal {
+            if let Err(e) = self.store.db.flush_wal(false) {
+                // Not a durability loss (the raft log holds every applied entry and RocksDB
+                // writes the records out with the next batch or flush); a kill before
+                // then costs a longer replay.
+                warn!(error = %e, "writing RocksDB's WAL out failed");
+            }
+        }
+    }
+}
+
+/// Entries in the memtables (active and immutable) of every column family.
+fn unflushed_entries(db: &Db) -> u64 {
+    let mut total = 0;
+    for name in CF_NAMES {
+        let cf = db.cf_handle(name).expect("every column family is created on open");
+        for property in [properties::NUM_ENTRIES_ACTIVE_MEM_TABLE, properties::NUM_ENTRIES_IMM_MEM_TABLES] {
+            // Unreadable counts as 0: this is a safety net, not the mechanism.
+            total += db.property_int_value_cf(cf, property).ok().flatten().unwrap_or(0);
+        }
+    }
+    total
 }

@@ -51,9 +51,11 @@ pub const ETCD_VERSION: &str = "3.5.17";
 pub const CLUSTER_VERSION: &str = "3.5.0";
 /// How often the leader looks for expired leases (etcd checks every 500 ms).
 const LEASE_EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(500);
-/// Writes per RocksDB memtable flush-and-log-compaction round: with RocksDB's own WAL off,
-/// raft entries after the last flush must stay in the raft log; flushing every
-/// `snapshot_count` entries bounds both.
+/// How often the server checks how far the state machine got since its last flush. Every
+/// `snapshot_count` applied entries it flushes RocksDB's memtables to SST files and compacts
+/// the raft log up to there: RocksDB's own WAL is written out but never fsynced, so it
+/// covers a killed process, not a power loss, and the raft log must keep every entry after
+/// the last flush.
 const APPLIED_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The server's shared state; cheap to clone behind an `Arc`.
@@ -119,10 +121,13 @@ impl EtcdServer {
         }
         let waiter = self.waiters.register(id);
         let start = Instant::now();
-        if let Err(e) = self.node.propose(data).await {
-            self.waiters.cancel(id);
-            self.metrics.proposals_failed.inc();
-            return Err(e.into());
+        match self.node.propose(data).await {
+            Ok(term) => self.waiters.proposed_in(id, term),
+            Err(e) => {
+                self.waiters.cancel(id);
+                self.metrics.proposals_failed.inc();
+                return Err(e.into());
+            }
         }
         self.metrics.proposals_pending.inc();
         let result = tokio::time::timeout(self.request_timeout(), waiter).await;

@@ -10,10 +10,15 @@ use crate::mvcc::{self, KeyValue, MvccConfig, MvccStore, RangeOptions, RangeResu
 
 const MIB: usize = 1 << 20;
 
-/// Small caches; dropping a store is a crash (unflushed writes are lost).
+/// Small caches; dropping a store is a crash (RocksDB's WAL off: unflushed writes are lost).
 fn must_open(dir: &Path) -> MvccStore {
-    let config =
-        MvccConfig { block_cache_bytes: 8 * MIB, write_buffer_bytes: MIB, max_background_jobs: 1, flush_on_close: false };
+    let config = MvccConfig {
+        block_cache_bytes: 8 * MIB,
+        write_buffer_bytes: MIB,
+        max_background_jobs: 1,
+        flush_on_close: false,
+        wal: false,
+    };
     MvccStore::open(dir, config).expect("open store")
 }
 
