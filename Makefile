@@ -60,7 +60,7 @@ BENCH_SCRIPTS_ENV = SKIFF=target/release/skiff ETCD=/usr/bin/etcd
 bench-vs-etcd: release
 	target/release/skiff bench --conns 8 --clients 64 compare --members 1,3 --duration 10s \
 	  --out benches/results/compare --update-doc BENCHMARKS.md
-	target/release/skiff bench --clients 16 failover --members 3,5 --rounds 5 --net netns \
+	target/release/skiff bench --clients 16 failover --members 3,5 --rounds 5 --rate 1500 --net netns \
 	  --modes kill-leader,kill-follower,pause-leader,kill-minority,isolate-leader \
 	  --out benches/results/failover --update-doc BENCHMARKS.md
 	$(BENCH_SCRIPTS_ENV) benches/scripts/put-cpu.sh 3 > benches/results/put-cpu.md

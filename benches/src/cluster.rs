@@ -30,6 +30,8 @@ pub use skiff_jepsen::process::free_ports;
 pub const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on one status request.
 pub const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+/// Bound on one probe of a member's client port.
+pub const PORT_PROBE_TIMEOUT: Duration = Duration::from_millis(100);
 /// A member that ignores SIGTERM this long gets SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Poll interval of the waits here.
@@ -386,6 +388,17 @@ impl Cluster {
     pub async fn reconnect_status(&mut self, i: usize) -> anyhow::Result<()> {
         self.clients[i] = status_client(&self.members[i]).await?;
         Ok(())
+    }
+
+    /// Whether member `i`'s client port takes a TCP connection now (refused at once while
+    /// the member is starting; bounded by [`PORT_PROBE_TIMEOUT`] when packets are dropped).
+    pub async fn client_port_open(&self, i: usize) -> bool {
+        let member = &self.members[i];
+        let address = (member.host, member.client_port);
+        matches!(
+            tokio::time::timeout(PORT_PROBE_TIMEOUT, tokio::net::TcpStream::connect(address)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Fails if a member exited by itself.

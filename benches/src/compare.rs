@@ -4,7 +4,11 @@
 //! the same flags (127.0.0.1, data dirs under one temp dir, fsync on as both always do, the
 //! same heartbeat and election timeout), the same workloads run against each with the
 //! global `--conns/--clients`, and then the members stop. Peak RSS (`VmHWM`) and the data
-//! dirs' bytes are read before the stop. The results dir gets `compare.json` (every
+//! dirs' bytes are read before the stop. `put-fixed-rate` compares tail latencies, which on
+//! a shared disk depend on the disk's own stalls at that moment; so it runs in a phase of
+//! its own with both clusters up, in `--fixed-rate-rounds` rounds alternating the stores,
+//! and each round counts the members' WAL fsyncs over 8 ms (both stores export etcd's
+//! `etcd_disk_wal_fsync_duration_seconds`). The results dir gets `compare.json` (every
 //! summary), `compare.md` (the ratio tables) and SVG plots; `--update-doc` rewrites the
 //! tables of a markdown file between `<!-- compare:begin -->` and `<!-- compare:end -->`.
 
@@ -21,7 +25,7 @@ use crate::cli::{
     WatchLatencyArgs, Workload,
 };
 use crate::cluster::{Cluster, ClusterArgs, ClusterSetup, ClusterSpec, Db};
-use crate::report::Summary;
+use crate::report::{Report, Summary};
 use crate::results::{self, JsonStyle};
 use crate::svg;
 
@@ -29,6 +33,13 @@ pub const DOC_BEGIN: &str = "<!-- compare:begin -->";
 pub const DOC_END: &str = "<!-- compare:end -->";
 /// Key read by the range workloads (written once before them).
 const RANGE_KEY: &str = "bench-range-key";
+/// Bound on `--fixed-rate-rounds`.
+pub const FIXED_RATE_ROUNDS_MAX: u32 = 20;
+/// A WAL fsync slower than this counts as a disk stall in the fixed-rate rounds (the upper
+/// bound of one of etcd's fsync histogram buckets, which both stores use).
+const SLOW_FSYNC_BUCKET: &str = "0.008";
+/// Bound on the bytes of one `/metrics` page read.
+const METRICS_BYTES_MAX: usize = 4 << 20;
 
 #[derive(Args, Clone, Debug)]
 pub struct CompareArgs {
@@ -55,6 +66,11 @@ pub struct CompareArgs {
     /// the two stores compared at the same load, below both stores' maximum.
     #[arg(long, default_value_t = 1000)]
     pub put_rate: u64,
+    /// Rounds of `put-fixed-rate` per store, alternating the stores (both clusters up),
+    /// each `--duration` long; the table shows all rounds merged, and each round's p99
+    /// with the WAL fsyncs over 8 ms it saw.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=FIXED_RATE_ROUNDS_MAX as i64))]
+    pub fixed_rate_rounds: u32,
     /// Puts per second of watch-latency (its run lasts `--duration`).
     #[arg(long, default_value_t = 100)]
     pub watch_put_rate: u64,
@@ -108,6 +124,20 @@ pub struct WorkloadResult {
     pub summary: Summary,
     /// `(latency_us, fraction)` of the measured section, for the CDF plots.
     pub cdf: Vec<(u64, f64)>,
+    /// `put-fixed-rate`: each round's figures (the summary merges them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<FixedRateRound>,
+}
+
+/// One round of `put-fixed-rate` on one store.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FixedRateRound {
+    pub p99_us: u64,
+    pub p99_9_us: u64,
+    pub max_us: u64,
+    /// WAL fsyncs of all members during the round, and how many took over 8 ms.
+    pub wal_fsyncs: u64,
+    pub wal_fsyncs_over_8ms: u64,
 }
 
 /// One cluster's run.
@@ -160,12 +190,25 @@ fn measure(global: &BenchArgs, args: &CompareArgs) -> anyhow::Result<CompareResu
     let setup = ClusterSetup::new("skiff-bench-compare-", &args.cluster)?;
     let mut runs = Vec::new();
     for &members in &args.members {
+        let mut pair = Vec::new();
         for db in [Db::Etcd, Db::Skiff] {
             eprintln!("compare: {} with {members} member(s)", db.name());
             let spec = setup.spec(db, members);
-            let run = setup.runtime.block_on(run_cluster(global, args, spec))?;
-            runs.push(run);
+            pair.push(setup.runtime.block_on(run_cluster(global, args, spec))?);
         }
+        if let Some(at) = args.workloads.iter().position(|w| *w == CompareWorkload::PutFixedRate) {
+            eprintln!(
+                "compare: put-fixed-rate with {members} member(s), {} rounds per store, alternating",
+                args.fixed_rate_rounds
+            );
+            let specs = [setup.spec(Db::Etcd, members), setup.spec(Db::Skiff, members)];
+            let results = setup.runtime.block_on(run_fixed_rate(global, args, specs))?;
+            for (run, result) in pair.iter_mut().zip(results) {
+                let at = at.min(run.workloads.len());
+                run.workloads.insert(at, result);
+            }
+        }
+        runs.extend(pair);
     }
     let settings = results::settings([
         (
@@ -177,6 +220,7 @@ fn measure(global: &BenchArgs, args: &CompareArgs) -> anyhow::Result<CompareResu
         ("val_size", args.val_size.to_string()),
         ("put_rate", args.put_rate.to_string()),
         ("key_space_size", args.key_space_size.to_string()),
+        ("fixed_rate_rounds", args.fixed_rate_rounds.to_string()),
         ("watch_put_rate", args.watch_put_rate.to_string()),
         ("watchers", args.watchers.to_string()),
         (
@@ -205,7 +249,8 @@ async fn run_cluster(
     let mut cluster = Cluster::start(spec).await?;
     let endpoints = cluster.client_urls();
     let mut workloads = Vec::new();
-    for &workload in &args.workloads {
+    // put-fixed-rate runs in its own phase (`run_fixed_rate`).
+    for &workload in args.workloads.iter().filter(|w| **w != CompareWorkload::PutFixedRate) {
         let bench = BenchArgs {
             endpoints: endpoints.clone(),
             conns: global.conns,
@@ -239,6 +284,7 @@ async fn run_cluster(
             workload: workload.name().to_string(),
             cdf: section.report.cdf(),
             summary,
+            rounds: Vec::new(),
         });
         cluster.check_alive()?;
         cluster.sample_rss();
@@ -252,6 +298,138 @@ async fn run_cluster(
         rss_peak_bytes: cluster.rss_peak_bytes(),
         disk_bytes,
     })
+}
+
+/// `put-fixed-rate` on both stores at once: the two clusters up side by side, rounds
+/// alternating between them (etcd first in odd rounds, skiff first in even ones), so a
+/// stretch of slow disk falls on both. Returns etcd's result, then skiff's.
+async fn run_fixed_rate(
+    global: &BenchArgs,
+    args: &CompareArgs,
+    specs: [ClusterSpec; 2],
+) -> anyhow::Result<[WorkloadResult; 2]> {
+    // Fresh dirs: the clusters of the other workloads have used `<db>-<members>`.
+    let [etcd_spec, skiff_spec] = specs.map(|mut spec| {
+        let name = format!("{}-{}-fixed-rate", spec.db.name(), spec.members);
+        spec.dir = spec.dir.with_file_name(name);
+        spec
+    });
+    let mut clusters = [Cluster::start(etcd_spec).await?, Cluster::start(skiff_spec).await?];
+    let mut merged = [Report::new(), Report::new()];
+    let mut elapsed = [Duration::ZERO; 2];
+    let mut rounds: [Vec<FixedRateRound>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..args.fixed_rate_rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let cluster = &mut clusters[i];
+            let endpoints = cluster.client_urls();
+            let bench = BenchArgs {
+                endpoints: endpoints.clone(),
+                conns: global.conns,
+                clients: global.clients,
+                json: false,
+                workload: workload_args(CompareWorkload::PutFixedRate, args),
+            };
+            let before = wal_fsyncs(&endpoints).await?;
+            let result = crate::run_workload(&bench).await?;
+            let after = wal_fsyncs(&endpoints).await?;
+            let section = result.sections.first().context("put without its section")?;
+            let r = &section.report;
+            let brief = FixedRateRound {
+                p99_us: r.percentile_us(99.0),
+                p99_9_us: r.percentile_us(99.9),
+                max_us: r.max_us(),
+                wal_fsyncs: after.0.saturating_sub(before.0),
+                wal_fsyncs_over_8ms: after.1.saturating_sub(before.1),
+            };
+            eprintln!(
+                "  {} round {}: p99 {} µs, p99.9 {} µs, max {} µs, WAL fsyncs {} ({} over 8 ms), errors {}",
+                cluster.spec.db.name(),
+                round + 1,
+                brief.p99_us,
+                brief.p99_9_us,
+                brief.max_us,
+                brief.wal_fsyncs,
+                brief.wal_fsyncs_over_8ms,
+                r.errors_total()
+            );
+            merged[i].merge(r);
+            elapsed[i] += section.elapsed;
+            rounds[i].push(brief);
+            cluster.check_alive()?;
+        }
+    }
+    for c in &mut clusters {
+        c.stop();
+    }
+    let name = CompareWorkload::PutFixedRate.name();
+    let result = |i: usize, rounds: Vec<FixedRateRound>| WorkloadResult {
+        workload: name.to_string(),
+        summary: merged[i].to_summary(name, elapsed[i]),
+        cdf: merged[i].cdf(),
+        rounds,
+    };
+    let [etcd_rounds, skiff_rounds] = rounds;
+    Ok([result(0, etcd_rounds), result(1, skiff_rounds)])
+}
+
+/// All members' WAL fsyncs so far and how many took over 8 ms, from their `/metrics`.
+async fn wal_fsyncs(endpoints: &[String]) -> anyhow::Result<(u64, u64)> {
+    let (mut total, mut slow) = (0, 0);
+    for endpoint in endpoints {
+        let page = fetch_metrics(endpoint).await?;
+        let (count, fast) = parse_wal_fsyncs(&page)
+            .with_context(|| format!("{endpoint}/metrics has no etcd_disk_wal_fsync_duration_seconds"))?;
+        total += count;
+        slow += count.saturating_sub(fast);
+    }
+    Ok((total, slow))
+}
+
+/// `(count, count of the 8 ms bucket)` of `etcd_disk_wal_fsync_duration_seconds`.
+fn parse_wal_fsyncs(page: &str) -> Option<(u64, u64)> {
+    let value = |prefix: &str| -> Option<u64> {
+        page.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+    };
+    let count = value("etcd_disk_wal_fsync_duration_seconds_count ")?;
+    let fast = value(&format!(
+        "etcd_disk_wal_fsync_duration_seconds_bucket{{le=\"{SLOW_FSYNC_BUCKET}\"}} "
+    ))?;
+    Some((count, fast))
+}
+
+/// GET `<endpoint>/metrics` over plain HTTP/1.0 (both stores serve it on the client URL).
+async fn fetch_metrics(endpoint: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let host = endpoint
+        .strip_prefix("http://")
+        .with_context(|| format!("{endpoint}: only http:// endpoints have metrics scraped"))?
+        .trim_end_matches('/');
+    let get = async {
+        let mut stream = tokio::net::TcpStream::connect(host).await?;
+        stream
+            .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await?;
+        let mut body = Vec::new();
+        (&mut stream).take(METRICS_BYTES_MAX as u64).read_to_end(&mut body).await?;
+        anyhow::Ok(body)
+    };
+    let body = tokio::time::timeout(Duration::from_secs(5), get)
+        .await
+        .with_context(|| format!("{endpoint}/metrics timed out"))??;
+    let text = String::from_utf8_lossy(&body);
+    let (head, page) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("{endpoint}/metrics: no HTTP header"))?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.") && head.split_whitespace().nth(1) == Some("200"),
+        "{endpoint}/metrics: {}",
+        head.lines().next().unwrap_or("")
+    );
+    Ok(page.to_string())
 }
 
 fn workload_args(workload: CompareWorkload, args: &CompareArgs) -> Workload {
@@ -437,6 +615,21 @@ pub fn render_markdown(results: &CompareResults) -> String {
                 s.summary.errors_total,
             );
         }
+        let rounds = |r: &ClusterRun| -> Option<String> {
+            let w = r.workloads.iter().find(|w| !w.rounds.is_empty())?;
+            let each: Vec<String> = w
+                .rounds
+                .iter()
+                .map(|x| format!("{} ({})", ms(x.p99_us), x.wal_fsyncs_over_8ms))
+                .collect();
+            Some(format!("{}: {}", r.db, each.join(", ")))
+        };
+        if let (Some(e), Some(s)) = (rounds(etcd), rounds(skiff)) {
+            let _ = writeln!(
+                out,
+                "\nput-fixed-rate ran in rounds alternating the stores, both clusters up; each round's p99 in ms and (in brackets) the WAL fsyncs over 8 ms the members saw during it. {e}; {s}."
+            );
+        }
         let rss = |r: &ClusterRun| r.rss_peak_bytes.iter().copied().max().unwrap_or(0);
         let disk = |r: &ClusterRun| r.disk_bytes.iter().copied().sum::<u64>();
         let _ = writeln!(
@@ -559,7 +752,20 @@ pub fn render_plots(results: &CompareResults) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Report;
+
+    #[test]
+    fn wal_fsyncs_are_read_from_either_stores_metrics() {
+        // As etcd 3.4 and skiff print it (trimmed).
+        let page = "# HELP etcd_disk_wal_fsync_duration_seconds The latency distributions of fsync called by WAL.\n\
+            # TYPE etcd_disk_wal_fsync_duration_seconds histogram\n\
+            etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.004\"} 90\n\
+            etcd_disk_wal_fsync_duration_seconds_bucket{le=\"0.008\"} 97\n\
+            etcd_disk_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} 100\n\
+            etcd_disk_wal_fsync_duration_seconds_sum 0.5\n\
+            etcd_disk_wal_fsync_duration_seconds_count 100\n";
+        assert_eq!(parse_wal_fsyncs(page), Some((100, 97)));
+        assert_eq!(parse_wal_fsyncs("etcd_server_has_leader 1\n"), None);
+    }
 
     fn run_of(db: &str, members: usize, rps: f64, p99: u64) -> ClusterRun {
         let mut report = Report::new();
@@ -575,6 +781,13 @@ mod tests {
                 workload: "put".to_string(),
                 cdf: report.cdf(),
                 summary,
+                rounds: vec![FixedRateRound {
+                    p99_us: p99,
+                    p99_9_us: p99,
+                    max_us: p99,
+                    wal_fsyncs: 100,
+                    wal_fsyncs_over_8ms: if db == "etcd" { 2 } else { 0 },
+                }],
             }],
             rss_peak_bytes: vec![100 << 20, 50 << 20],
             disk_bytes: vec![10 << 20, 10 << 20],
@@ -601,6 +814,7 @@ mod tests {
             md.contains("| peak RSS, largest member (MiB) | 100.0 | 100.0 | 1.00 |"),
             "{md}"
         );
+        assert!(md.contains("etcd: 2.00 (2); skiff: 1.00 (0)."), "{md}");
         let plots = render_plots(&results);
         let names: Vec<&str> = plots.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(

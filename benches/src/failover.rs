@@ -3,7 +3,10 @@
 //!
 //! For each store and cluster size, one cluster is started and `--clients` put loops run
 //! for the whole run, loop `i` on its own connection to member `i % n` (`--conns` is not
-//! used here). Each round of each mode: `--steady` of load,
+//! used here), as fast as they can or, with `--rate`, at that many puts per second over all
+//! loops (the same offered load on both stores, so that what a fault costs, and how fast a
+//! returning member catches up while competing with the load for CPU, compare at equal
+//! work). Each round of each mode: `--steady` of load,
 //! the fault, `--fault` of load with the fault in place, the repair (restart or SIGCONT),
 //! `--after` of load, then a wait until every member agrees on a leader. Modes:
 //! - `kill-leader`: kill -9 the leader; restart it after `--fault`;
@@ -20,7 +23,10 @@
 //! (polled every [`LEADER_POLL_INTERVAL`]; none if they do not within `--fault`),
 //! throughput before, during and after, and the catch-up time of the returning member(s):
 //! from the repair until its revision reaches the leader's revision at the repair (none if
-//! no leader answers at the repair). Figures are distributions over `--rounds` rounds, of
+//! no leader answers at the repair). A returning member is asked only once its client port
+//! takes connections, and on a fresh connection: a request on the old channel to a port
+//! not yet listening waits out the status timeout, the bench's delay rather than the
+//! member's. Figures are distributions over `--rounds` rounds, of
 //! the rounds that have the figure.
 //!
 //! `--net loopback` (the default) runs every member on 127.0.0.1 in the bench's own network
@@ -42,8 +48,8 @@
 //! is the majority leader's revision at the heal, and the isolated member's status is then
 //! asked on a fresh connection (the old one may sit in TCP retransmission backoff after
 //! the cut, which is the bench's delay, not the store's). skiff's raft always runs with
-//! pre-vote; etcd 3.4's `--pre-vote` is off by default and the bench leaves etcd's default.
-//! Without pre-vote the majority side's election can drag (a lagging member that campaigns
+//! pre-vote; etcd 3.4's `--pre-vote` is off by default, so the bench starts etcd with
+//! `--pre-vote=true` to match. Without pre-vote the majority side's election can drag (a lagging member that campaigns
 //! first is refused for its shorter log, and its higher term restarts the others' election
 //! timers), and the returning member's higher term may force an election after the heal;
 //! the window runs to the end of `--after` and shows both.
@@ -99,6 +105,11 @@ pub struct FailoverArgs {
     /// Load before each fault.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub steady: Duration,
+    /// Puts per second offered over all load loops (0: each loop puts as fast as it can).
+    /// With a rate both stores carry the same load, so what a fault costs (and how fast a
+    /// returning member catches up, competing with the load for CPU) compares at equal work.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
     /// How long the fault stays before the repair.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub fault: Duration,
@@ -255,6 +266,14 @@ fn measure(global: &BenchArgs, args: &FailoverArgs) -> anyhow::Result<FailoverRe
         ("client_pinning", "loop i on member i % n".to_string()),
         ("rounds", args.rounds.to_string()),
         (
+            "offered_rate",
+            if args.rate == 0 {
+                "closed loop".to_string()
+            } else {
+                format!("{} puts/s", args.rate)
+            },
+        ),
+        (
             "steady",
             humantime::format_duration(args.steady).to_string(),
         ),
@@ -296,12 +315,20 @@ struct Load {
     stop: AtomicBool,
 }
 
-async fn put_loop(load: Arc<Load>, client: etcd_client::Client, id: u64) {
+async fn put_loop(
+    load: Arc<Load>,
+    client: etcd_client::Client,
+    id: u64,
+    pacer: Option<Arc<crate::load::Pacer>>,
+) {
     use rand::{Rng as _, SeedableRng as _};
     let mut rng = rand::rngs::StdRng::seed_from_u64(id);
     let mut kv = client.kv_client();
     let value = vec![b'v'; VALUE_BYTES];
     while !load.stop.load(Ordering::Relaxed) {
+        if let Some(pacer) = &pacer {
+            pacer.wait().await;
+        }
         let key = binary_key(rng.random_range(0..KEY_SPACE), 8);
         let started = Instant::now();
         let result = tokio::time::timeout(PUT_TIMEOUT, kv.put(key, value.clone(), None)).await;
@@ -349,12 +376,19 @@ async fn run_cluster(
         samples: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
     });
+    let pacer = crate::load::Pacer::new(&crate::cli::Limit {
+        total: None,
+        duration: None,
+        rate: args.rate,
+    })
+    .map(Arc::new);
     let mut loops = tokio::task::JoinSet::new();
     for id in 0..global.clients as usize {
         loops.spawn(put_loop(
             Arc::clone(&load),
             conns[id % conns.len()].clone(),
             id as u64,
+            pacer.clone(),
         ));
     }
     let mut out = Vec::new();
@@ -473,14 +507,26 @@ async fn one_round(
     let mut catch_up_ms = None;
     let deadline = repaired + DETECT_TIMEOUT;
     if let Some(target_revision) = target_revision {
+        // A returning member is asked for its status only once its client port takes
+        // connections, and then on a fresh connection: the old one saw it die (or the
+        // cut), and a request on a channel to a port not yet listening waits out the
+        // status timeout, which would count the bench's own delay as catch-up time.
+        let mut connected = vec![false; victims.len()];
         while Instant::now() < deadline {
-            let statuses = cluster.statuses_of(&victims).await;
-            if statuses
-                .iter()
-                .all(|s| s.is_some_and(|s| s.revision >= target_revision))
-            {
-                catch_up_ms = Some(repaired.elapsed().as_secs_f64() * 1e3);
-                break;
+            for (k, &v) in victims.iter().enumerate() {
+                if !connected[k] && cluster.client_port_open(v).await {
+                    connected[k] = cluster.reconnect_status(v).await.is_ok();
+                }
+            }
+            if connected.iter().all(|c| *c) {
+                let statuses = cluster.statuses_of(&victims).await;
+                if statuses
+                    .iter()
+                    .all(|s| s.is_some_and(|s| s.revision >= target_revision))
+                {
+                    catch_up_ms = Some(repaired.elapsed().as_secs_f64() * 1e3);
+                    break;
+                }
             }
             tokio::time::sleep(LEADER_POLL_INTERVAL).await;
         }
