@@ -470,6 +470,8 @@ fn put_lost_with_leader(kind: Server) -> anyhow::Result<()> {
     // Well inside the 6 s request timeout of these clusters (5 s + 2 × 500 ms): answered
     // when the new leader's first entry was applied, not when the wait ran out.
     ensure!(took < Duration::from_secs(5), "the lost put was answered after {took:?}");
+    let failed = metric_sum(&via_follower[0], "etcd_server_proposals_failed_total")?;
+    ensure!(failed >= 1, "the lost put is not counted in etcd_server_proposals_failed_total");
     // It was really lost: the key is nowhere, and the cluster takes writes again.
     c.wait_leader()?;
     let survivors = c.running_endpoints();
@@ -708,6 +710,12 @@ fn removed_member_wiped_and_readded_rejoins_skiff() {
 /// `etcd_network_snapshot_receive_success` summed over senders, from `/metrics` on the
 /// member's client URL.
 fn snapshots_received(client_url: &str) -> anyhow::Result<u64> {
+    metric_sum(client_url, "etcd_network_snapshot_receive_success")
+}
+
+/// Every sample of metric `name` (all label sets) summed, from `/metrics` on the member's
+/// client URL.
+fn metric_sum(client_url: &str, name: &str) -> anyhow::Result<u64> {
     use std::io::{Read, Write};
     let addr = client_url.trim_start_matches("http://");
     let mut conn = std::net::TcpStream::connect(addr)?;
@@ -717,7 +725,7 @@ fn snapshots_received(client_url: &str) -> anyhow::Result<u64> {
     conn.read_to_string(&mut body)?;
     Ok(body
         .lines()
-        .filter(|l| l.starts_with("etcd_network_snapshot_receive_success"))
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64)
 }

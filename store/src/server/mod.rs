@@ -133,6 +133,12 @@ impl EtcdServer {
         let result = tokio::time::timeout(self.request_timeout(), waiter).await;
         self.metrics.proposals_pending.dec();
         match result {
+            // Answered by `Waiters` when a later leader's entry was applied first: the
+            // proposal was lost with its leader, a failed proposal (never an applier result).
+            Ok(Ok(Err(Error::TimeoutDueToLeaderFail))) => {
+                self.metrics.proposals_failed.inc();
+                Err(Error::TimeoutDueToLeaderFail)
+            }
             Ok(Ok(applied)) => {
                 self.metrics.proposals_applied.inc();
                 self.metrics.request_duration.observe(start.elapsed().as_secs_f64());
